@@ -1,0 +1,1 @@
+"""Command-line experiment modules (absl flags → config → one library call)."""

@@ -1,0 +1,129 @@
+"""Flax stimulus encoders (SPEC §1.3; paper appendix B).
+
+An encoder is any ``flax.linen.Module`` whose ``__call__`` maps one stimulus clip
+``[T + R − 1, H, W]`` to features ``[T, F]``, where ``R = receptive_field`` is the number of
+frames that bin t sees (frames t − R + 1 .. t, current frame included). The encoder never
+sees future frames. A custom encoder declares ``receptive_field`` as a module attribute
+(``receptive_field_of`` assumes 1, i.e. frame-by-frame, when it is absent).
+
+The stimulus is shared by all trials of a repeated movie, so the encoder runs once per time
+bin, not once per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def receptive_field_of(encoder: nn.Module) -> int:
+    """Frames each bin's features depend on: the clip has ``T + receptive_field − 1`` frames."""
+    return int(getattr(encoder, "receptive_field", 1))
+
+
+def _check_clip(name: str, stimulus: jax.Array, receptive_field: int) -> None:
+    if stimulus.ndim != 3:
+        raise ValueError(
+            f"{name}: stimulus must be one clip [T + {receptive_field - 1}, H, W], "
+            f"got shape {list(stimulus.shape)}"
+        )
+    if stimulus.shape[0] < receptive_field:
+        raise ValueError(
+            f"{name}: a clip needs at least receptive_field = {receptive_field} frames "
+            f"(T + {receptive_field - 1}), got {stimulus.shape[0]}"
+        )
+
+
+class SpatialCNN(nn.Module):
+    """Conv 7×7 "same" + ReLU → max-pool 3 stride 2 "same", per layer, then flatten.
+
+    Input [B, H, W, C] → [B, F]. With H = W = 27 and (16, 32) filters, F = 7·7·32 = 1568.
+    """
+
+    features: Sequence[int] = (16, 32)
+    kernel_size: int = 7
+    pool_size: int = 3
+    pool_stride: int = 2
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for num_filters in self.features:
+            x = nn.Conv(num_filters, (self.kernel_size, self.kernel_size), padding="SAME")(x)
+            x = nn.relu(x)
+            x = nn.max_pool(
+                x,
+                (self.pool_size, self.pool_size),
+                strides=(self.pool_stride, self.pool_stride),
+                padding="SAME",
+            )
+        return x.reshape(x.shape[0], -1)
+
+
+class V1Encoder(nn.Module):
+    """The V1 / synthetic CNN of appendix B.
+
+    The ``num_frames`` most recent frames (t − 9 .. t for 10) are stacked on the channel axis
+    in chronological order (channel 0 = oldest), then ``SpatialCNN``.
+
+    Call: stimulus float32 [T + num_frames − 1, H, W] → features float32 [T, F]
+    (27×27 frames → F = 1568).
+    """
+
+    num_frames: int = 10
+    features: Sequence[int] = (16, 32)
+    kernel_size: int = 7
+
+    @property
+    def receptive_field(self) -> int:
+        return self.num_frames
+
+    @nn.compact
+    def __call__(self, stimulus: jax.Array) -> jax.Array:
+        _check_clip("V1Encoder", stimulus, self.num_frames)
+        num_bins = stimulus.shape[0] - self.num_frames + 1
+        # [T, H, W, num_frames]: channel c of bin t is frame t + c of the clip, i.e. frame
+        # t − (num_frames − 1) + c in the bin's own time.
+        stacked = jnp.stack(
+            [stimulus[c : c + num_bins] for c in range(self.num_frames)], axis=-1
+        )
+        return SpatialCNN(self.features, self.kernel_size)(stacked)
+
+
+class RetinaEncoder(nn.Module):
+    """The retina encoder of appendix B: a causal temporal convolution, then ``SpatialCNN``.
+
+    Layout: each pixel's time series goes through the same temporal filter bank
+    (``temporal_filters`` filters of ``temporal_kernel`` taps, "VALID" padding on a clip that
+    carries ``temporal_kernel − 1`` frames of past context, so bin t sees frames
+    t − temporal_kernel + 1 .. t and nothing later). The temporal stage is linear (no
+    nonlinearity: it acts as the temporal half of a separable filter). Its output, one
+    ``[H, W, temporal_filters]`` image per bin, goes through ``SpatialCNN`` (conv 7×7 + ReLU,
+    max-pool 3/2, twice, then flatten): F = ceil(H/4)·ceil(W/4)·32.
+
+    Call: stimulus float32 [T + temporal_kernel − 1, H, W] → features float32 [T, F].
+    """
+
+    temporal_kernel: int = 300
+    temporal_filters: int = 16
+    features: Sequence[int] = (16, 32)
+    kernel_size: int = 7
+
+    @property
+    def receptive_field(self) -> int:
+        return self.temporal_kernel
+
+    @nn.compact
+    def __call__(self, stimulus: jax.Array) -> jax.Array:
+        _check_clip("RetinaEncoder", stimulus, self.temporal_kernel)
+        frames, height, width = stimulus.shape
+        num_bins = frames - self.temporal_kernel + 1
+        pixels = stimulus.reshape(frames, height * width).T[..., None]  # [H·W, T', 1]
+        filtered = nn.Conv(
+            self.temporal_filters, (self.temporal_kernel,), padding="VALID", name="temporal"
+        )(pixels)  # [H·W, T, filters]
+        images = filtered.reshape(height, width, num_bins, self.temporal_filters)
+        images = images.transpose(2, 0, 1, 3)  # [T, H, W, filters]
+        return SpatialCNN(self.features, self.kernel_size)(images)

@@ -1,0 +1,412 @@
+"""Recurrent spiking network: parameters, initialisation, one step and ``simulate`` (SPEC §1).
+
+One time bin (SPEC §1.1; paper eq. 1 and appendix B)::
+
+    u_t = W_in · f_t + Σ_{d=1..D} W_d · z_{t-d} + b
+    ũ_t = (u_t − v_thr) / v_thr
+    p_t = σ(β ũ_t),   z_t ~ Bernoulli(p_t)
+
+Layouts used throughout the package:
+
+* ``NetworkParams.recurrent_weights``: float32 [D, N, N] indexed ``[d − 1, pre, post]``:
+  ``recurrent_weights[d - 1]`` is W_d, the weight of a spike emitted ``d`` bins ago, so the
+  delay sum is a single ``[D·N] @ [D·N, N]`` matmul. Diagonals ``[:, i, i]`` are neuron i's
+  spike-history filter. ``from_official``/``to_official`` convert to the official
+  TensorFlow layout ``recurrent_weights[post, pre, slot]`` whose slot ``D − 1`` is delay 1.
+* Spike history ``[D, N]`` as a user passes it (``initial_history``) is *chronological*:
+  row ``D − 1`` is the bin just before the first simulated bin, row 0 the bin D bins before
+  it, i.e. exactly ``recorded_spikes[t0 - D:t0]``.
+* Neurons are ordered visible first (``num_visible``), then hidden.
+
+The core is written for one trial, time-major ``[T, ...]``; ``simulate_batch`` vmaps over
+trials ``[K, ...]`` and, optionally, over several samples per clamping condition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rsnn_jax.spikes import straight_through_bernoulli
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkConfig:
+    """Static hyper-parameters of the network (hashable: usable as a jit static argument).
+
+    Attributes:
+      num_visible: N_V, recorded neurons (first in every neuron axis).
+      num_hidden: N_H, unrecorded neurons (after the visible ones).
+      num_delays: D = d_max, number of spike-history bins (9 for V1 at 40 ms, 24 retina).
+      threshold: v_thr (0.4).
+      temperature: β (1.0).
+      dampening: γ of the pseudo-derivative (0.3).
+    """
+
+    num_visible: int
+    num_hidden: int = 0
+    num_delays: int = 9
+    threshold: float = 0.4
+    temperature: float = 1.0
+    dampening: float = 0.3
+
+    def __post_init__(self):
+        for name in ("num_visible", "num_delays"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"NetworkConfig.{name} must be a positive int, got {value!r}")
+        if not isinstance(self.num_hidden, (int, np.integer)) or self.num_hidden < 0:
+            raise ValueError(
+                f"NetworkConfig.num_hidden must be a non-negative int, got {self.num_hidden!r}"
+            )
+        if not self.threshold > 0:
+            raise ValueError(f"NetworkConfig.threshold must be > 0, got {self.threshold!r}")
+
+    @property
+    def num_neurons(self) -> int:
+        """N = N_V + N_H."""
+        return self.num_visible + self.num_hidden
+
+
+class NetworkParams(NamedTuple):
+    """Trainable parameters of the RSNN (a pytree).
+
+    Attributes:
+      input_weights: float32 [F, N], W_in.
+      recurrent_weights: float32 [D, N, N], ``[d − 1, pre, post]`` = W_d (see module doc).
+      bias: float32 [N], b.
+    """
+
+    input_weights: jax.Array
+    recurrent_weights: jax.Array
+    bias: jax.Array
+
+
+class SimulationOutputs(NamedTuple):
+    """What ``simulate`` returns for every bin.
+
+    Attributes:
+      spikes: float32 [..., T, N] in {0, 1}: the spikes that entered the history, i.e. the
+        recorded spikes for clamped visible neurons and the model's samples otherwise.
+        Sampled entries carry the straight-through gradient.
+      logits: float32 [..., T, N], β ũ_t. Losses use these (log-sigmoid) for exact gradients.
+    """
+
+    spikes: jax.Array
+    logits: jax.Array
+
+    @property
+    def probabilities(self) -> jax.Array:
+        """float32 [..., T, N], p_t = σ(β ũ_t)."""
+        return jax.nn.sigmoid(self.logits)
+
+
+def init_params(key: jax.Array, config: NetworkConfig, num_features: int) -> NetworkParams:
+    """Initialises the network as in appendix B / SPEC §1.1.
+
+    W_in ~ truncated normal with std 1/sqrt(F); recurrent weights ~ truncated normal with std
+    1/sqrt(D·N); b = 0. "Truncated normal with std s" follows the official Keras initialiser:
+    a normal of std s truncated at ±2 s.
+
+    Args:
+      key: PRNG key.
+      config: network sizes.
+      num_features: F, the encoder's feature count.
+
+    Returns:
+      NetworkParams with float32 leaves of shapes [F, N], [D, N, N], [N].
+    """
+    if num_features < 1:
+        raise ValueError(f"init_params: num_features must be >= 1, got {num_features}")
+    n, d = config.num_neurons, config.num_delays
+    input_key, recurrent_key = jax.random.split(key)
+    input_weights = jax.random.truncated_normal(input_key, -2.0, 2.0, (num_features, n))
+    recurrent_weights = jax.random.truncated_normal(recurrent_key, -2.0, 2.0, (d, n, n))
+    return NetworkParams(
+        input_weights=input_weights / np.sqrt(num_features),
+        recurrent_weights=recurrent_weights / np.sqrt(d * n),
+        bias=jnp.zeros((n,), jnp.float32),
+    )
+
+
+def from_official(
+    input_weights: jax.Array, recurrent_weights: jax.Array, bias: jax.Array
+) -> NetworkParams:
+    """Converts the official TensorFlow variables to ``NetworkParams``.
+
+    Args:
+      input_weights: [F, N] (same layout in both codes).
+      recurrent_weights: [N_post, N_pre, D] with slot D − 1 = delay 1 and slot 0 = delay D
+        (the official buffer shifts left and appends the newest spike last).
+      bias: [N].
+
+    Returns:
+      NetworkParams with ``recurrent_weights[d − 1, pre, post] = official[post, pre, D − d]``.
+    """
+    recurrent_weights = jnp.asarray(recurrent_weights)
+    if recurrent_weights.ndim != 3 or recurrent_weights.shape[0] != recurrent_weights.shape[1]:
+        raise ValueError(
+            "from_official: recurrent_weights must be [N_post, N_pre, D] with N_post == N_pre, "
+            f"got shape {recurrent_weights.shape}"
+        )
+    n = recurrent_weights.shape[0]
+    input_weights, bias = jnp.asarray(input_weights), jnp.asarray(bias)
+    if input_weights.ndim != 2 or input_weights.shape[1] != n:
+        raise ValueError(
+            f"from_official: input_weights must be [F, {n}], got shape {input_weights.shape}"
+        )
+    if bias.shape != (n,):
+        raise ValueError(f"from_official: bias must be [{n}], got shape {bias.shape}")
+    return NetworkParams(
+        input_weights=input_weights,
+        recurrent_weights=jnp.transpose(recurrent_weights[:, :, ::-1], (2, 1, 0)),
+        bias=bias,
+    )
+
+
+def to_official(params: NetworkParams) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Inverse of ``from_official``.
+
+    Returns:
+      (input_weights [F, N], recurrent_weights [N_post, N_pre, D] official layout, bias [N]).
+    """
+    official = jnp.transpose(params.recurrent_weights, (2, 1, 0))[:, :, ::-1]
+    return params.input_weights, official, params.bias
+
+
+def input_drive(params: NetworkParams, features: jax.Array) -> jax.Array:
+    """``W_in · f_t + b`` for every bin at once: float32 [..., T, N] from features [..., T, F]."""
+    return features @ params.input_weights + params.bias
+
+
+def _advance(params, config, history, drive, noise, recorded, clamp):
+    """One bin given its input drive. ``history``: [D, N] with row d − 1 = delay d."""
+    num_delays, num_neurons = history.shape
+    recurrent = history.reshape(-1) @ params.recurrent_weights.reshape(
+        num_delays * num_neurons, num_neurons
+    )
+    scaled_voltage = (drive + recurrent - config.threshold) / config.threshold
+    spikes = straight_through_bernoulli(
+        scaled_voltage, noise, config.temperature, config.dampening
+    )
+    if recorded is not None:
+        visible = jnp.where(clamp, recorded, spikes[: config.num_visible])
+        spikes = jnp.concatenate([visible, spikes[config.num_visible :]])
+    new_history = jnp.concatenate([spikes[None], history[:-1]], axis=0)
+    return new_history, (spikes, config.temperature * scaled_voltage)
+
+
+def step(
+    params: NetworkParams,
+    config: NetworkConfig,
+    history: jax.Array,
+    features: jax.Array,
+    noise: jax.Array,
+    recorded: jax.Array | None = None,
+    clamp: jax.Array | bool = False,
+) -> tuple[jax.Array, SimulationOutputs]:
+    """Advances one trial by one bin (SPEC §1.1).
+
+    Args:
+      params: network parameters.
+      config: network sizes and constants.
+      history: float32 [D, N], *delay order*: row d − 1 holds the spikes of d bins ago.
+      features: float32 [F], f_t.
+      noise: float32 [N] uniform draws in [0, 1).
+      recorded: float32 [N_V] recorded visible spikes of this bin, or None.
+      clamp: bool scalar; when true the visible spikes entering the history are ``recorded``.
+
+    Returns:
+      (new history [D, N] in delay order, SimulationOutputs of this bin with [N] leaves).
+    """
+    drive = input_drive(params, features)
+    new_history, (spikes, logits) = _advance(
+        params, config, history, drive, noise, recorded, clamp
+    )
+    return new_history, SimulationOutputs(spikes=spikes, logits=logits)
+
+
+def _check(name: str, array, shape: tuple) -> None:
+    """Raises a ValueError naming ``name`` unless ``array.shape`` matches (None = any)."""
+    actual = tuple(np.shape(array))
+    if len(actual) != len(shape) or any(s is not None and s != a for s, a in zip(shape, actual)):
+        expected = "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
+        raise ValueError(f"simulate: {name} must have shape {expected}, got {list(actual)}")
+
+
+def _initial_history(initial_history, config) -> jax.Array:
+    """Chronological [D, N_V] or [D, N] → delay-order [D, N] (hidden padded with zeros)."""
+    d, n = config.num_delays, config.num_neurons
+    if initial_history is None:
+        return jnp.zeros((d, n), jnp.float32)
+    initial_history = jnp.asarray(initial_history, jnp.float32)
+    if initial_history.shape == (d, config.num_visible) and config.num_hidden:
+        initial_history = jnp.pad(initial_history, ((0, 0), (0, config.num_hidden)))
+    _check("initial_history", initial_history, (d, n))
+    return initial_history[::-1]
+
+
+def simulate(
+    params: NetworkParams,
+    features: jax.Array,
+    *,
+    config: NetworkConfig,
+    key: jax.Array | None = None,
+    noise: jax.Array | None = None,
+    recorded: jax.Array | None = None,
+    clamp_until: int | jax.Array | None = None,
+    initial_history: jax.Array | None = None,
+    remat: bool = False,
+) -> SimulationOutputs:
+    """Simulates one trial with one ``jax.lax.scan`` over time (SPEC §1.4).
+
+    Modes:
+      * free: ``recorded=None``; every neuron runs on its own samples.
+      * clamped: ``recorded`` given, ``clamp_until=None``; the visible neurons' history is the
+        recorded data, hidden neurons sample.
+      * clamped until T_gt, then free: ``recorded`` and ``clamp_until=T_gt`` (may be a traced
+        int: changing it does not recompile). Bins ``t < T_gt`` are clamped.
+
+    Args:
+      params: network parameters.
+      features: float32 [T, F] stimulus features.
+      config: network sizes and constants (static).
+      key: PRNG key for the uniform draws; exactly one of ``key`` and ``noise``.
+      noise: float32 [T, N] uniform draws in [0, 1): spike = noise < p. Reproduces another
+        implementation's run, or compares parameters under common random numbers.
+      recorded: float32 [T, N_V] recorded visible spikes, or None (free).
+      clamp_until: bins before it are clamped; default T when ``recorded`` is given.
+      initial_history: float32 [D, N] or [D, N_V] (hidden then start silent), chronological
+        (row D − 1 is the bin before t = 0): ``data[t0 - D:t0]``. Default zeros.
+      remat: rematerialise each step in the backward pass (``jax.checkpoint``) to save
+        memory on long recordings.
+
+    Returns:
+      SimulationOutputs with [T, N] leaves.
+    """
+    features = jnp.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"simulate: features must have shape [T, F], got {list(features.shape)}")
+    num_bins, n = features.shape[0], config.num_neurons
+    _check("params.input_weights", params.input_weights, (features.shape[1], n))
+    _check("params.recurrent_weights", params.recurrent_weights, (config.num_delays, n, n))
+    _check("params.bias", params.bias, (n,))
+    if (key is None) == (noise is None):
+        raise ValueError("simulate: pass exactly one of key= and noise=")
+    if noise is None:
+        noise = jax.random.uniform(key, (num_bins, n))
+    _check("noise", noise, (num_bins, n))
+    if recorded is not None:
+        _check("recorded", recorded, (num_bins, config.num_visible))
+        recorded = jnp.asarray(recorded, jnp.float32)
+        if clamp_until is None:
+            clamp_until = num_bins
+        clamp = jnp.arange(num_bins) < clamp_until
+    elif clamp_until is not None:
+        raise ValueError("simulate: clamp_until needs recorded= (the spikes to clamp to)")
+    else:
+        clamp = jnp.zeros((num_bins,), bool)
+
+    def body(history, xs):
+        drive_t, noise_t, recorded_t, clamp_t = xs
+        return _advance(params, config, history, drive_t, noise_t, recorded_t, clamp_t)
+
+    if remat:
+        body = jax.checkpoint(body)
+    xs = (input_drive(params, features), noise, recorded, clamp)
+    _, (spikes, logits) = jax.lax.scan(body, _initial_history(initial_history, config), xs)
+    return SimulationOutputs(spikes=spikes, logits=logits)
+
+
+def simulate_batch(
+    params: NetworkParams,
+    features: jax.Array,
+    *,
+    config: NetworkConfig,
+    key: jax.Array | None = None,
+    noise: jax.Array | None = None,
+    recorded: jax.Array | None = None,
+    clamp_until: int | jax.Array | None = None,
+    initial_history: jax.Array | None = None,
+    num_trials: int | None = None,
+    num_samples: int | None = None,
+    remat: bool = False,
+) -> SimulationOutputs:
+    """``simulate`` vmapped over K trials (and optionally S samples per clamping condition).
+
+    Args:
+      params: network parameters (shared by all trials).
+      features: float32 [T, F] shared by all trials (one stimulus, e.g. a repeated movie:
+        ``W_in · f`` is then computed once, not per trial) or [K, T, F] per trial.
+      config: network sizes and constants (static).
+      key: PRNG key; exactly one of ``key`` and ``noise``.
+      noise: float32 [K, T, N], or [K, S, T, N] with ``num_samples``.
+      recorded: float32 [K, T, N_V] or None (free).
+      clamp_until: scalar shared by all trials (see ``simulate``).
+      initial_history: [D, N(_V)] shared or [K, D, N(_V)] per trial, chronological.
+      num_trials: K when nothing else tells it (free runs with shared features and a key).
+      num_samples: S samples per clamping condition (ELBO-SM, eq. 20); adds an axis after K.
+      remat: see ``simulate``.
+
+    Returns:
+      SimulationOutputs with [K, T, N] leaves, or [K, S, T, N] with ``num_samples``.
+    """
+    features = jnp.asarray(features)
+    if features.ndim not in (2, 3):
+        raise ValueError(
+            f"simulate_batch: features must be [T, F] or [K, T, F], got {list(features.shape)}"
+        )
+    candidates = {
+        "num_trials": num_trials,
+        "features": features.shape[0] if features.ndim == 3 else None,
+        "recorded": None if recorded is None else np.shape(recorded)[0],
+        "noise": None if noise is None else np.shape(noise)[0],
+        "initial_history": (
+            np.shape(initial_history)[0]
+            if initial_history is not None and np.ndim(initial_history) == 3
+            else None
+        ),
+    }
+    known = {name: k for name, k in candidates.items() if k is not None}
+    if not known:
+        raise ValueError("simulate_batch: cannot tell the number of trials; pass num_trials=")
+    if len(set(known.values())) > 1:
+        raise ValueError(f"simulate_batch: inconsistent numbers of trials (leading axes): {known}")
+    k = next(iter(known.values()))
+    if (key is None) == (noise is None):
+        raise ValueError("simulate_batch: pass exactly one of key= and noise=")
+    num_bins = features.shape[-2]
+    shape = (k,) if num_samples is None else (k, num_samples)
+    if noise is None:
+        noise = jax.random.uniform(key, shape + (num_bins, config.num_neurons))
+    elif np.ndim(noise) != len(shape) + 2:
+        raise ValueError(
+            f"simulate_batch: noise must have shape {list(shape) + ['T', 'N']}, "
+            f"got {list(np.shape(noise))}"
+        )
+
+    def one(features, recorded, initial_history, noise):
+        return simulate(
+            params,
+            features,
+            config=config,
+            noise=noise,
+            recorded=recorded,
+            clamp_until=clamp_until,
+            initial_history=initial_history,
+            remat=remat,
+        )
+
+    if num_samples is not None:
+        one = jax.vmap(one, in_axes=(None, None, None, 0))
+    axes = (
+        0 if features.ndim == 3 else None,
+        None if recorded is None else 0,
+        0 if initial_history is not None and np.ndim(initial_history) == 3 else None,
+        0,
+    )
+    return jax.vmap(one, in_axes=axes)(features, recorded, initial_history, noise)

@@ -1,0 +1,77 @@
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rsnn_jax import encoders
+
+
+def test_v1_encoder_shape_and_layer_list():
+    encoder = encoders.V1Encoder()
+    clip = jnp.ones((5 + 9, 27, 27))
+    variables = encoder.init(jax.random.key(0), clip)
+    features = encoder.apply(variables, clip)
+    assert features.shape == (5, 1568)  # 7·7·32
+    kernels = [leaf.shape for leaf in jax.tree.leaves(variables) if leaf.ndim == 4]
+    assert kernels == [(7, 7, 10, 16), (7, 7, 16, 32)]
+
+
+def test_v1_encoder_bin_sees_its_ten_frames_only():
+    encoder = encoders.V1Encoder()
+    rng = np.random.default_rng(0)
+    clip = rng.normal(size=(6 + 9, 27, 27)).astype(np.float32)
+    variables = encoder.init(jax.random.key(0), clip)
+    base = np.asarray(encoder.apply(variables, clip))
+    changed = clip.copy()
+    changed[12] += 1.0  # frame 12 is seen by bins 3..5 (bin t sees frames t..t+9)
+    diff = np.abs(np.asarray(encoder.apply(variables, changed)) - base).max(axis=1)
+    assert np.all(diff[:3] == 0) and np.all(diff[3:] > 0)
+
+
+def test_v1_channel_order_is_chronological():
+    # Bin 0's features equal the CNN applied to frames 0..9 stacked on channels in order.
+    encoder = encoders.V1Encoder()
+    clip = np.random.default_rng(1).normal(size=(10, 27, 27)).astype(np.float32)
+    variables = encoder.init(jax.random.key(0), clip)
+    stacked = np.moveaxis(clip, 0, -1)[None]  # [1, 27, 27, 10]
+    direct = encoders.SpatialCNN().apply({"params": variables["params"]["SpatialCNN_0"]}, stacked)
+    np.testing.assert_allclose(encoder.apply(variables, clip), direct, rtol=1e-5, atol=1e-6)
+
+
+def test_retina_encoder_is_causal_with_300_bin_receptive_field():
+    encoder = encoders.RetinaEncoder()
+    num_bins = 8
+    rng = np.random.default_rng(0)
+    clip = rng.normal(size=(num_bins + 299, 8, 8)).astype(np.float32)
+    variables = encoder.init(jax.random.key(0), clip)
+    base = np.asarray(encoder.apply(variables, clip))
+    assert base.shape == (num_bins, 2 * 2 * 32)
+    # Frame index f of the clip is seen by bins t with t <= f <= t + 299.
+    for frame, seen_by in [(0, [0]), (299, list(range(num_bins))), (303, [4, 5, 6, 7])]:
+        changed = clip.copy()
+        changed[frame] += 1.0
+        diff = np.abs(np.asarray(encoder.apply(variables, changed)) - base).max(axis=1)
+        np.testing.assert_array_equal(np.flatnonzero(diff > 0), seen_by)
+    assert encoders.receptive_field_of(encoder) == 300
+
+
+def test_retina_temporal_kernel_shape():
+    encoder = encoders.RetinaEncoder(temporal_kernel=300, temporal_filters=16)
+    variables = encoder.init(jax.random.key(0), jnp.zeros((305, 6, 6)))
+    assert variables["params"]["temporal"]["kernel"].shape == (300, 1, 16)
+
+
+def test_short_clip_is_a_clear_error():
+    encoder = encoders.V1Encoder()
+    with pytest.raises(ValueError, match="receptive_field = 10"):
+        encoder.init(jax.random.key(0), jnp.zeros((5, 27, 27)))
+
+
+def test_custom_encoder_defaults_to_frame_by_frame():
+    class Mean(nn.Module):
+        @nn.compact
+        def __call__(self, stimulus):
+            return nn.Dense(3)(stimulus.reshape(stimulus.shape[0], -1))
+
+    assert encoders.receptive_field_of(Mean()) == 1

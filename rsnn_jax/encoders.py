@@ -86,9 +86,7 @@ class V1Encoder(nn.Module):
         num_bins = stimulus.shape[0] - self.num_frames + 1
         # [T, H, W, num_frames]: channel c of bin t is frame t + c of the clip, i.e. frame
         # t − (num_frames − 1) + c in the bin's own time.
-        stacked = jnp.stack(
-            [stimulus[c : c + num_bins] for c in range(self.num_frames)], axis=-1
-        )
+        stacked = jnp.stack([stimulus[c : c + num_bins] for c in range(self.num_frames)], axis=-1)
         return SpatialCNN(self.features, self.kernel_size)(stacked)
 
 

@@ -71,7 +71,7 @@ class Passes:
         if self.clamp_until is not None and self.clamp_until < 0:
             raise ValueError(f"Passes.clamp_until must be >= 0, got {self.clamp_until}")
 
-    def merge(self, other: "Passes") -> "Passes":
+    def merge(self, other: Passes) -> Passes:
         """The passes that satisfy both ``self`` and ``other``."""
         if (
             self.clamp_until is not None

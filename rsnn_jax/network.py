@@ -190,9 +190,7 @@ def _advance(params, config, history, drive, noise, recorded, clamp):
         num_delays * num_neurons, num_neurons
     )
     scaled_voltage = (drive + recurrent - config.threshold) / config.threshold
-    spikes = straight_through_bernoulli(
-        scaled_voltage, noise, config.temperature, config.dampening
-    )
+    spikes = straight_through_bernoulli(scaled_voltage, noise, config.temperature, config.dampening)
     if recorded is not None:
         visible = jnp.where(clamp, recorded, spikes[: config.num_visible])
         spikes = jnp.concatenate([visible, spikes[config.num_visible :]])
@@ -224,9 +222,7 @@ def step(
       (new history [D, N] in delay order, SimulationOutputs of this bin with [N] leaves).
     """
     drive = input_drive(params, features)
-    new_history, (spikes, logits) = _advance(
-        params, config, history, drive, noise, recorded, clamp
-    )
+    new_history, (spikes, logits) = _advance(params, config, history, drive, noise, recorded, clamp)
     return new_history, SimulationOutputs(spikes=spikes, logits=logits)
 
 
@@ -303,13 +299,14 @@ def simulate(
     if recorded is not None:
         _check("recorded", recorded, (num_bins, config.num_visible))
         recorded = jnp.asarray(recorded, jnp.float32)
-        if clamp_until is None:
-            clamp_until = num_bins
-        clamp = jnp.arange(num_bins) < clamp_until
+        clamp = jnp.arange(num_bins) < (num_bins if clamp_until is None else clamp_until)
     elif clamp_until is not None:
         raise ValueError("simulate: clamp_until needs recorded= (the spikes to clamp to)")
     else:
         clamp = jnp.zeros((num_bins,), bool)
+
+    if recorded is not None and clamp_until is None and config.num_hidden == 0:
+        return _simulate_clamped_parallel(params, config, features, recorded, initial_history)
 
     def body(history, xs):
         drive_t, noise_t, recorded_t, clamp_t = xs
@@ -320,6 +317,23 @@ def simulate(
     xs = (input_drive(params, features), noise, recorded, clamp)
     _, (spikes, logits) = jax.lax.scan(body, _initial_history(initial_history, config), xs)
     return SimulationOutputs(spikes=spikes, logits=logits)
+
+
+def _simulate_clamped_parallel(params, config, features, recorded, initial_history):
+    """Fully clamped pass without hidden neurons: no bin depends on a sample, so all bins'
+    voltages are one ``[T, D·N] @ [D·N, N]`` matmul over the lagged recorded spikes instead
+    of a sequential scan (same values; the spikes are the recorded ones)."""
+    num_bins, d = recorded.shape[0], config.num_delays
+    history = _initial_history(initial_history, config)[::-1]  # back to chronological
+    padded = jnp.concatenate([history, recorded], axis=0)  # [D + T, N], row D + t = bin t
+    lagged = jnp.stack([padded[d - k : d - k + num_bins] for k in range(1, d + 1)], axis=1)
+    recurrent = lagged.reshape(num_bins, -1) @ params.recurrent_weights.reshape(
+        -1, config.num_neurons
+    )
+    scaled_voltage = (input_drive(params, features) + recurrent - config.threshold) / (
+        config.threshold
+    )
+    return SimulationOutputs(spikes=recorded, logits=config.temperature * scaled_voltage)
 
 
 def simulate_batch(

@@ -56,6 +56,7 @@ def straight_through_bernoulli(
     probability = jax.nn.sigmoid(temperature * scaled_voltage)
     return (noise < probability).astype(scaled_voltage.dtype)
 
+
 @straight_through_bernoulli.defjvp
 def _straight_through_bernoulli_jvp(temperature, dampening, primals, tangents):
     scaled_voltage, noise = primals

@@ -35,14 +35,22 @@ def test_run_passes_matches_simulate_batch_on_encoded_features():
     cfg = m.network
     expected = {
         "clamped": network.simulate_batch(
-            params.network, features, config=cfg, key=clamped_key, recorded=recorded,
+            params.network,
+            features,
+            config=cfg,
+            key=clamped_key,
+            recorded=recorded,
             num_samples=2,
         ),
         "free": network.simulate_batch(
             params.network, features, config=cfg, key=free_key, num_trials=3
         ),
         "clamped_until": network.simulate_batch(
-            params.network, features, config=cfg, key=until_key, recorded=recorded,
+            params.network,
+            features,
+            config=cfg,
+            key=until_key,
+            recorded=recorded,
             clamp_until=4,
         ),
     }
@@ -66,7 +74,11 @@ def test_stimulus_is_encoded_once_per_step():
     calls.clear()
     jax.jit(
         lambda p: model.run_passes(
-            p, m, stimulus, recorded, passes=model.Passes(clamped=1, free=True, clamp_until=3),
+            p,
+            m,
+            stimulus,
+            recorded,
+            passes=model.Passes(clamped=1, free=True, clamp_until=3),
             key=jax.random.key(0),
         )
     )(params)
@@ -83,7 +95,11 @@ def test_v1_model_end_to_end_shapes():
     params = model.init_model(jax.random.key(0), m, (12 + 9, 27, 27))
     assert params.network.input_weights.shape == (1568, 69)
     out = model.run_passes(
-        params, m, jnp.zeros((21, 27, 27)), jnp.zeros((2, 12, 69)),
-        passes=model.Passes(clamped=1, free=True), key=jax.random.key(0),
+        params,
+        m,
+        jnp.zeros((21, 27, 27)),
+        jnp.zeros((2, 12, 69)),
+        passes=model.Passes(clamped=1, free=True),
+        key=jax.random.key(0),
     )
     assert out.clamped.logits.shape == (2, 12, 69) and out.clamped_until is None

@@ -71,7 +71,12 @@ def test_visible_only_history_pads_hidden_with_zeros():
 def test_step_loop_equals_simulate():
     config, params, features, noise, recorded, history = _setup(4, 2)
     out = network.simulate(
-        params, features, config=config, noise=noise, recorded=recorded, clamp_until=6,
+        params,
+        features,
+        config=config,
+        noise=noise,
+        recorded=recorded,
+        clamp_until=6,
         initial_history=history,
     )
     state = jnp.asarray(history[::-1])  # step takes the delay-order buffer
@@ -87,7 +92,11 @@ def test_clamped_logits_do_not_depend_on_key():
     config, params, features, _, recorded, history = _setup(5, 0)
     runs = [
         network.simulate(
-            params, features, config=config, key=jax.random.key(k), recorded=recorded,
+            params,
+            features,
+            config=config,
+            key=jax.random.key(k),
+            recorded=recorded,
             initial_history=history,
         )
         for k in range(3)
@@ -143,15 +152,25 @@ def test_batch_equals_loop_over_trials_and_samples():
     history_batch = (rng.uniform(size=(k, 3, 6)) < 0.3).astype(np.float32)
     noise = rng.uniform(size=(k, s, NUM_BINS, 6)).astype(np.float32)
     out = network.simulate_batch(
-        params, features, config=config, noise=noise, recorded=recorded_batch,
-        initial_history=history_batch, num_samples=s, clamp_until=7,
+        params,
+        features,
+        config=config,
+        noise=noise,
+        recorded=recorded_batch,
+        initial_history=history_batch,
+        num_samples=s,
+        clamp_until=7,
     )
     assert out.spikes.shape == (k, s, NUM_BINS, 6)
     for trial in range(k):
         for sample in range(s):
             one = network.simulate(
-                params, features, config=config, noise=noise[trial, sample],
-                recorded=recorded_batch[trial], initial_history=history_batch[trial],
+                params,
+                features,
+                config=config,
+                noise=noise[trial, sample],
+                recorded=recorded_batch[trial],
+                initial_history=history_batch[trial],
                 clamp_until=7,
             )
             np.testing.assert_array_equal(out.spikes[trial, sample], one.spikes)
@@ -174,8 +193,13 @@ def test_same_key_same_spikes_and_remat_same_gradient():
 
     def loss(p, remat):
         out = network.simulate(
-            p, features, config=config, key=jax.random.key(3), recorded=recorded,
-            clamp_until=4, remat=remat,
+            p,
+            features,
+            config=config,
+            key=jax.random.key(3),
+            recorded=recorded,
+            clamp_until=4,
+            remat=remat,
         )
         return jnp.sum(out.spikes * jnp.arange(6.0)) + jnp.sum(jax.nn.log_sigmoid(out.logits))
 
@@ -209,7 +233,11 @@ def test_clamp_until_is_traceable_without_retrace():
     def run(until):
         traces.append(1)
         return network.simulate(
-            params, features, config=config, key=jax.random.key(0), recorded=recorded,
+            params,
+            features,
+            config=config,
+            key=jax.random.key(0),
+            recorded=recorded,
             clamp_until=until,
         ).spikes
 
@@ -250,3 +278,29 @@ def test_init_statistics():
         np.std(params.recurrent_weights), truncated_std / np.sqrt(900), rtol=0.02
     )
     assert np.abs(params.recurrent_weights).max() <= 2 / np.sqrt(900) + 1e-7
+
+
+def test_parallel_clamped_path_equals_scan_with_gradients():
+    # Fully clamped without hidden neurons takes a parallel matmul path; clamp_until=T forces
+    # the sequential scan. Values and gradients must agree.
+    config, params, features, noise, recorded, history = _setup(5, 0)
+
+    def run(p, clamp_until):
+        out = network.simulate(
+            p,
+            features,
+            config=config,
+            noise=noise,
+            recorded=recorded,
+            initial_history=history,
+            clamp_until=clamp_until,
+        )
+        return jnp.sum(jax.nn.log_sigmoid(out.logits) * (1 + jnp.arange(5.0))), out
+
+    (value_par, out_par), grad_par = jax.value_and_grad(run, has_aux=True)(params, None)
+    (value_seq, out_seq), grad_seq = jax.value_and_grad(run, has_aux=True)(params, NUM_BINS)
+    np.testing.assert_array_equal(out_par.spikes, out_seq.spikes)
+    np.testing.assert_allclose(out_par.logits, out_seq.logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(value_par, value_seq, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(grad_par), jax.tree.leaves(grad_seq)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

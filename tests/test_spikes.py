@@ -42,6 +42,4 @@ def test_sample_mean_converges_to_sigmoid():
     temperature = 1.3
     noise = jax.random.uniform(jax.random.key(2), (200_000, scaled.shape[0]))
     spikes = straight_through_bernoulli(scaled[None], noise, temperature, 0.3)
-    np.testing.assert_allclose(
-        spikes.mean(0), sigmoid(temperature * np.asarray(scaled)), atol=5e-3
-    )
+    np.testing.assert_allclose(spikes.mean(0), sigmoid(temperature * np.asarray(scaled)), atol=5e-3)

@@ -1,0 +1,173 @@
+"""Flags shared by the experiment modules, and their translation into an ExperimentConfig.
+
+Each module calls ``define_flags(**defaults)`` at import time with its paper defaults, then
+``run(kind)`` from its ``main``. Bad flags exit with a one-line message naming the flag.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags
+
+from rsnn_jax import experiment, losses, train
+from rsnn_jax.data import recording
+
+TERMS = ("mle", "elbo", "elbo_sm", "psth", "nc", "nc_mse", "nc_shuffled", "single_trial", "sm_h")
+FLAGS = flags.FLAGS
+
+
+def define_flags(**defaults) -> None:
+    """Defines the common flags with ``defaults`` overriding the generic ones."""
+    d = dict(
+        loss="mle",
+        hidden=0,
+        steps=1000,
+        batch_size=20,
+        learning_rate=1e-3,
+        num_delays=9,
+        eval_every=50,
+        patience=None,
+        target_hidden=0,
+        data_trials=None,
+    )
+    d.update(defaults)
+    flags.DEFINE_string("data", None, "HDF5 recording (docs/data.md); default: built-in synthetic.")
+    flags.DEFINE_string("workdir", d.get("workdir", "workdir"), "Output folder of the run.")
+    flags.DEFINE_string(
+        "cache_dir", None, "Cache of built-in data sets (default ~/.cache/rsnn_jax)."
+    )
+    flags.DEFINE_string("loss", d["loss"], f"Objective preset: {', '.join(losses.PRESETS)}.")
+    for term in TERMS:
+        flags.DEFINE_float(f"weight_{term}", None, f"Override the weight μ of the {term} term.")
+    flags.DEFINE_integer("hidden", d["hidden"], "Hidden neurons of the fitted network.")
+    flags.DEFINE_integer("steps", d["steps"], "Training steps.")
+    flags.DEFINE_integer("batch_size", d["batch_size"], "Trials per batch (trial batches).")
+    flags.DEFINE_float("learning_rate", d["learning_rate"], "Adam learning rate.")
+    flags.DEFINE_integer("seed", 0, "Seed of initialisation, batches, noise and built-in data.")
+    flags.DEFINE_bool("resume", False, "Continue from <workdir>/checkpoints/latest.msgpack.")
+    flags.DEFINE_integer("eval_every", d["eval_every"], "Steps between validation evaluations.")
+    flags.DEFINE_integer("checkpoint_every", d["eval_every"], "Steps between checkpoints.")
+    flags.DEFINE_integer("log_every", 10, "Steps between progress lines.")
+    flags.DEFINE_integer(
+        "patience",
+        d["patience"],
+        "Early stop after this many evaluations without validation improvement (default: never).",
+    )
+    flags.DEFINE_enum(
+        "clip_mode",
+        "per_variable",
+        ["per_variable", "global"],
+        "Gradient clipping at norm 1 per parameter array (official) or globally.",
+    )
+    flags.DEFINE_integer("num_delays", d["num_delays"], "D = d_max, spike-history bins.")
+    flags.DEFINE_integer(
+        "target_hidden", d["target_hidden"], "Built-in data: hidden neurons of the target network."
+    )
+    flags.DEFINE_integer(
+        "data_trials",
+        d["data_trials"],
+        "Built-in data: trials per repeated movie (default: generator's).",
+    )
+    flags.DEFINE_integer("eval_trials", None, "Simulated trials per held-out movie.")
+    flags.DEFINE_list("conv_features", ["16", "32"], "CNN filters per spatial layer.")
+    flags.DEFINE_string(
+        "condition", d.get("condition"), "Keep only movies whose name starts with this."
+    )
+    for name in ("clip_bins", "clamp_until", "num_starts", "num_movies", "temporal_kernel"):
+        if name in d:
+            flags.DEFINE_integer(name, d[name], _CLIP_HELP[name])
+
+
+_CLIP_HELP = {
+    "clip_bins": "T, bins per training clip (default from Table S5 for the chosen loss).",
+    "clamp_until": "T_gt, bins clamped to the data before free-running (single-trial loss).",
+    "num_starts": "K_m, start times per movie in a batch.",
+    "num_movies": "K_t, movies (presentations) per batch.",
+    "temporal_kernel": "Receptive field of the causal temporal convolution, in bins.",
+}
+
+
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
+    """Builds the config from the parsed flags; exits with a message on a bad flag."""
+    if FLAGS.loss not in losses.PRESETS:
+        _fail(f"--loss={FLAGS.loss}: unknown preset; choose one of {', '.join(losses.PRESETS)}")
+    weights = tuple(
+        (term, FLAGS[f"weight_{term}"].value)
+        for term in TERMS
+        if FLAGS[f"weight_{term}"].value is not None
+    )
+    try:
+        features = tuple(int(x) for x in FLAGS.conv_features)
+    except ValueError:
+        _fail(f"--conv_features={','.join(FLAGS.conv_features)}: expected integers like 16,32")
+    kwargs = dict(
+        kind=kind,
+        workdir=FLAGS.workdir,
+        data=FLAGS.data,
+        loss=FLAGS.loss,
+        weights=weights,
+        num_hidden=FLAGS.hidden,
+        num_steps=FLAGS.steps,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        seed=FLAGS.seed,
+        resume=FLAGS.resume,
+        eval_every=FLAGS.eval_every,
+        checkpoint_every=FLAGS.checkpoint_every,
+        log_every=FLAGS.log_every,
+        patience=FLAGS.patience,
+        clip_mode=FLAGS.clip_mode,
+        num_delays=FLAGS.num_delays,
+        target_hidden=FLAGS.target_hidden,
+        data_trials=FLAGS.data_trials,
+        eval_trials=FLAGS.eval_trials,
+        conv_features=features,
+        condition=FLAGS.condition or None,
+    )
+    if FLAGS.cache_dir:
+        kwargs["cache_dir"] = FLAGS.cache_dir
+    kwargs.update(extra)
+    for name in (
+        "steps",
+        "batch_size",
+        "num_delays",
+        "eval_every",
+        "checkpoint_every",
+        "log_every",
+    ):
+        if FLAGS[name].value < 1:
+            _fail(f"--{name}={FLAGS[name].value}: must be >= 1")
+    if not FLAGS.learning_rate > 0:
+        _fail(f"--learning_rate={FLAGS.learning_rate}: must be > 0")
+    if FLAGS.hidden < 0:
+        _fail(f"--hidden={FLAGS.hidden}: must be >= 0")
+    try:
+        config = experiment.ExperimentConfig(**kwargs)
+        # Weights the preset lacks are reported by make_objective: check them now.
+        losses.make_objective(
+            config.loss,
+            num_visible=2,
+            num_hidden=config.num_hidden,
+            weights=dict(config.weights) or None,
+            clamp_until=config.clamp_until,
+            **experiment.objective_options(config),
+        )
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+    return config
+
+
+def run(config: experiment.ExperimentConfig) -> dict:
+    """Runs the experiment; user-facing failures (missing or malformed data, divergence)
+    exit with their message instead of a traceback."""
+    try:
+        return experiment.run_experiment(config)
+    except (FileNotFoundError, recording.DataError, train.TrainingDiverged) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,521 @@
+"""One experiment end to end: data → model → objective → fit → held-out report and figures.
+
+The experiment modules (``experiments/v1.py``, ``retina.py``, ``synthetic.py``) only parse
+flags into an ``ExperimentConfig`` and call ``run_experiment``.
+
+Every run writes into ``config.workdir``:
+
+* ``config.json``: the configuration;
+* ``metrics.jsonl``: one JSON line per validation evaluation (training and validation terms);
+* ``checkpoints/latest.msgpack`` and ``checkpoints/best.msgpack``;
+* ``report.json``: held-out metrics of the best model and of the untrained model;
+* ``figures/*.png``: training curves, rasters, PSTHs, noise correlations, connectivity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import h5py
+import jax
+import numpy as np
+
+from rsnn_jax import encoders, losses, metrics, network, plots, train
+from rsnn_jax import model as model_lib
+from rsnn_jax.data import batching, recording, synthetic
+
+KINDS = ("v1", "retina", "synthetic")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything an experiment run needs (all plain values: saved as config.json).
+
+    Attributes:
+      kind: "v1" (trial batches of a repeated movie, V1 CNN), "synthetic" (the same on a
+        V1-like target with hidden neurons, reporting connectivity R²), or "retina" (clip
+        batches K_m × K_t, causal temporal CNN).
+      workdir: output folder.
+      data: an HDF5 recording of the documented layout; None → the built-in synthetic data
+        set of this kind, generated once and cached in ``cache_dir``.
+      cache_dir: where built-in data sets are cached.
+      loss: a preset of ``losses.PRESETS``.
+      weights: per-term weight overrides, ((term, weight), ...).
+      num_hidden: hidden neurons of the fitted model.
+      num_steps, batch_size, learning_rate, seed, resume, eval_every, patience,
+      checkpoint_every, log_every, clip_mode: training (see ``train.TrainConfig``);
+        batch_size is K of trial batches (V1/synthetic).
+      num_delays: D (9 for 40 ms bins, 24 for the retina).
+      temporal_kernel: retina encoder's temporal receptive field (300 bins).
+      clip_bins, clamp_until, num_starts, num_movies: retina clips T, T_gt, K_m, K_t.
+      target_hidden: built-in synthetic data: hidden neurons of the target network.
+      data_trials: built-in data: trials per repeated movie (None: the generator's default).
+      eval_trials: simulated trials per held-out condition (None: as many as recorded).
+      conv_features: the CNN's filters per spatial layer ((16, 32) in the paper).
+      condition: keep only the movies whose name starts with it (e.g. "checkerboard" or
+        "moving_bars" in a retina recording: the paper fits each stimulus separately);
+        None keeps all.
+    """
+
+    kind: str
+    workdir: str
+    data: str | None = None
+    cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "rsnn_jax")
+    loss: str = "mle"
+    weights: tuple = ()
+    num_hidden: int = 0
+    num_steps: int = 1000
+    batch_size: int = 20
+    learning_rate: float = 1e-3
+    seed: int = 0
+    resume: bool = False
+    eval_every: int = 50
+    patience: int | None = None
+    checkpoint_every: int = 50
+    log_every: int = 10
+    clip_mode: str = "per_variable"
+    num_delays: int = 9
+    temporal_kernel: int = 300
+    clip_bins: int = 80
+    clamp_until: int | None = None
+    num_starts: int = 30
+    num_movies: int = 1
+    target_hidden: int = 0
+    data_trials: int | None = None
+    eval_trials: int | None = None
+    conv_features: tuple = (16, 32)
+    condition: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.loss not in losses.PRESETS:
+            raise ValueError(
+                f"--loss: unknown preset {self.loss!r}; choose one of {', '.join(losses.PRESETS)}"
+            )
+        positive = ("num_steps", "batch_size", "num_delays", "eval_every", "checkpoint_every")
+        for name in positive + ("clip_bins", "num_starts", "num_movies", "temporal_kernel"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_hidden < 0 or self.target_hidden < 0:
+            raise ValueError("--hidden and --target_hidden must be >= 0")
+        if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
+            raise ValueError(
+                f"--clamp_until (T_gt = {self.clamp_until}) must be in (0, --clip_bins = "
+                f"{self.clip_bins}) so that some bins are free-running"
+            )
+
+
+def objective_options(config: ExperimentConfig) -> dict:
+    """Options of ``losses.make_objective`` implied by the experiment (Table S3 weights for
+    synthetic data, nc_mse delays = the network's D)."""
+    return {
+        "dataset": "synthetic" if config.kind == "synthetic" else "v1",
+        "num_delays": config.num_delays,
+    }
+
+
+# --------------------------------------------------------------------------- data
+
+
+def builtin_data_path(config: ExperimentConfig) -> str:
+    """Where the built-in synthetic data set of ``config`` is cached."""
+    base = {"v1": "v1_like", "synthetic": "v1_like", "retina": "retina_like"}[config.kind]
+    hidden = config.target_hidden if config.kind != "retina" else 0
+    trials = "" if config.data_trials is None else f"_k{config.data_trials}"
+    return os.path.join(config.cache_dir, f"{base}_h{hidden}{trials}_seed{config.seed}.h5")
+
+
+def _load(path: str) -> recording.Recording:
+    """Loads (and validates) a recording, with its ground truth when the file has one."""
+    data = recording.load_recording(path)
+    with h5py.File(path, "r") as f:
+        has_target = "target" in f
+    return dataclasses.replace(data, target=recording.load_target(path)) if has_target else data
+
+
+def load_data(config: ExperimentConfig, log=print) -> recording.Recording:
+    """The recording of ``config.data``, or the built-in synthetic one (generated if needed)."""
+    if config.data is not None:
+        if not os.path.exists(config.data):
+            raise FileNotFoundError(f"--data: no such file {config.data!r}")
+        return _load(config.data)
+    path = builtin_data_path(config)
+    if not os.path.exists(path):
+        log(f"generating the built-in {config.kind} data set into {path} (once)")
+        kwargs = {}
+        if config.data_trials is not None:
+            n = config.data_trials
+            kwargs["num_trials"] = n
+            if config.kind == "retina":  # repeats of each repeated movie
+                kwargs = {"num_repeats": n}
+            else:  # the pvc-11 proportions: 2/3 train, 1/4 test, the rest validation
+                kwargs["split"] = (2 * n // 3, n // 4, n - 2 * n // 3 - n // 4)
+        if config.kind == "retina":
+            data = synthetic.make_retina_like(config.seed, **kwargs)
+        else:
+            data = synthetic.make_v1_like(config.seed, num_hidden=config.target_hidden, **kwargs)
+        os.makedirs(config.cache_dir, exist_ok=True)
+        recording.save_recording(path, data)
+    return _load(path)
+
+
+def select_condition(data: recording.Recording, condition: str | None) -> recording.Recording:
+    """The recording with its splits restricted to movies whose name starts with
+    ``condition`` (None: unchanged)."""
+    if condition is None:
+        return data
+    splits = {
+        split: {movie: trials for movie, trials in movies.items() if movie.startswith(condition)}
+        for split, movies in data.splits.items()
+    }
+    if not any(len(t) for t in splits.get("train", {}).values()):
+        raise ValueError(
+            f"--condition={condition}: no training movie starts with it; movies are "
+            f"{list(data.movies)}"
+        )
+    return dataclasses.replace(data, splits=splits)
+
+
+def build_model(config: ExperimentConfig, num_visible: int) -> model_lib.Model:
+    """The encoder of ``config.kind`` and a network with ``num_visible`` recorded neurons."""
+    features = tuple(config.conv_features)
+    if config.kind == "retina":
+        encoder = encoders.RetinaEncoder(temporal_kernel=config.temporal_kernel, features=features)
+    else:
+        encoder = encoders.V1Encoder(features=features)
+    net = network.NetworkConfig(
+        num_visible=num_visible, num_hidden=config.num_hidden, num_delays=config.num_delays
+    )
+    return model_lib.Model(encoder=encoder, network=net)
+
+
+def _single_movie(data: recording.Recording, split: str) -> str:
+    movies = [name for name, trials in data.splits.get(split, {}).items() if len(trials)]
+    if len(movies) != 1:
+        raise ValueError(
+            f"split {split!r} must use exactly one movie for trial batches, got {movies}"
+        )
+    return movies[0]
+
+
+class _Batches:
+    """``batches(position)``: an iterator of training batches from ``position`` on."""
+
+    def __init__(self, config, data, model):
+        self.config, self.data, self.model = config, data, model
+        self.receptive_field = model.receptive_field
+
+    def __call__(self, position: int) -> Iterator[batching.Batch]:
+        config, data = self.config, self.data
+        common = dict(receptive_field=self.receptive_field, num_delays=config.num_delays)
+        if config.kind == "retina":
+            context = batching.first_usable_bin(self.receptive_field, config.num_delays)
+            clips = batching.ClipBatcher.from_recording(
+                data,
+                "train",
+                config.clip_bins,
+                context,
+                config.num_starts,
+                config.num_movies,
+                config.seed,
+                position,
+            )
+            for chosen in clips:
+                yield batching.make_clip_batch(data, chosen, clip_bins=config.clip_bins, **common)
+        else:
+            movie = _single_movie(data, "train")
+            trials = batching.TrialBatcher(
+                data.trials("train", movie), config.batch_size, config.seed, position
+            )
+            for chosen in trials:
+                yield batching.make_trial_batch(data, movie, chosen, **common)
+
+
+def heldout_batches(
+    data: recording.Recording, model: model_lib.Model, split: str
+) -> dict[str, batching.Batch]:
+    """Whole-movie batches (shared stimulus) of every movie with trials in ``split``."""
+    out = {}
+    for movie, trials in data.splits.get(split, {}).items():
+        if len(trials):
+            out[movie] = batching.make_trial_batch(
+                data,
+                movie,
+                trials,
+                receptive_field=model.receptive_field,
+                num_delays=model.network.num_delays,
+            )
+    return out
+
+
+def _validation_batch(config, data, model) -> batching.Batch | None:
+    """Validation trials for model selection: whole trials (V1) or fixed clips (retina)."""
+    if config.kind != "retina":
+        batches = heldout_batches(data, model, "validation")
+        return next(iter(batches.values()), None)
+    if not any(len(t) for t in data.splits.get("validation", {}).values()):
+        return None
+    context = batching.first_usable_bin(model.receptive_field, config.num_delays)
+    clips = batching.ClipBatcher.from_recording(
+        data,
+        "validation",
+        config.clip_bins,
+        context,
+        config.num_starts,
+        config.num_movies,
+        config.seed + 1,
+        0,
+    )
+    return batching.make_clip_batch(
+        data,
+        next(clips),
+        clip_bins=config.clip_bins,
+        receptive_field=model.receptive_field,
+        num_delays=config.num_delays,
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    params: model_lib.ModelParams,
+    model: model_lib.Model,
+    batch: batching.Batch,
+    key: jax.Array,
+    num_trials: int | None = None,
+) -> dict:
+    """Held-out metrics of SPEC §3 on one movie's trials (shared stimulus).
+
+    The model is simulated freely from each recorded trial's history (``num_trials`` trials,
+    default as many as recorded, cycling through the recorded histories) for the PSTH and
+    noise correlations, and clamped to the recorded trials for the likelihood.
+
+    Returns:
+      dict with ``psth_correlation`` (median over neurons, from σ̄, eq. 7),
+      ``psth_correlation_per_neuron``, ``nc_r2`` (eq. 11), ``nc_r2_offset_invariant``
+      (Table S6), ``bits_per_spike``, ``mcfadden_r2``, ``data_nc``/``model_nc`` matrices and
+      PSTHs (NumPy, for figures; dropped from the JSON report).
+    """
+    num_visible = model.network.num_visible
+    k = batch.spikes.shape[0]
+    num_trials = num_trials or k
+    history = np.asarray(batch.history)[np.arange(num_trials) % k]
+    free_key, clamped_key = jax.random.split(key)
+    run = jax.jit(
+        lambda p, stimulus, recorded, hist, key, passes: model_lib.run_passes(
+            p, model, stimulus, recorded, passes=passes, key=key, initial_history=hist
+        ),
+        static_argnames="passes",
+    )
+    free = run(
+        params,
+        batch.stimulus,
+        np.zeros((num_trials,) + batch.spikes.shape[1:], np.float32),
+        history,
+        free_key,
+        model_lib.Passes(free=True),
+    ).free
+    clamped = run(
+        params,
+        batch.stimulus,
+        batch.spikes,
+        batch.history,
+        clamped_key,
+        model_lib.Passes(clamped=1),
+    ).clamped
+    data_spikes = np.asarray(batch.spikes)
+    model_spikes = np.asarray(free.spikes[..., :num_visible])
+    model_probs = np.asarray(free.probabilities[..., :num_visible])
+    per_neuron = np.asarray(metrics.psth_correlation(data_spikes, model_probs))
+    data_nc = np.asarray(metrics.noise_correlation(data_spikes))
+    model_nc = np.asarray(metrics.noise_correlation(model_spikes))
+    clamped_logits = np.asarray(clamped.logits[..., :num_visible])
+    return {
+        "num_recorded_trials": int(k),
+        "num_simulated_trials": int(num_trials),
+        "psth_correlation": float(np.nanmedian(per_neuron)),
+        "psth_correlation_per_neuron": [float(x) for x in per_neuron],
+        "nc_r2": float(metrics.nc_r2(data_nc, model_nc)),
+        "nc_r2_offset_invariant": float(metrics.nc_r2(data_nc, model_nc, offset_invariant=True)),
+        "bits_per_spike": float(
+            metrics.bits_per_spike(data_spikes, clamped_logits, per_neuron=False)
+        ),
+        "mcfadden_r2": float(metrics.mcfadden_r2(data_spikes, clamped_logits, per_neuron=False)),
+        "data_rate": float(data_spikes.mean()),
+        "model_rate": float(model_spikes.mean()),
+        "_data_nc": data_nc,
+        "_model_nc": model_nc,
+        "_data_psth": data_spikes.mean(0),
+        "_model_psth": model_probs.mean(0),
+        "_data_raster": data_spikes[0],
+        "_model_raster": model_spikes[0],
+    }
+
+
+def _public(values: dict) -> dict:
+    return {k: v for k, v in values.items() if not k.startswith("_")}
+
+
+def _figures(config, data, model, result, best_eval, figdir) -> list[str]:
+    os.makedirs(figdir, exist_ok=True)
+    bin_ms = 1e3 * data.bin_width_s
+    paths = []
+    if result.history:
+        paths.append(plots.training_curves(result.history, os.path.join(figdir, "training.png")))
+    for movie, values in best_eval.items():
+        tag = movie.replace("/", "_")
+        paths.append(
+            plots.raster(
+                values["_data_raster"],
+                values["_model_raster"],
+                os.path.join(figdir, f"raster_{tag}.png"),
+                bin_ms,
+            )
+        )
+        rates = values["_data_psth"].mean(0)
+        neurons = [int(i) for i in np.argsort(rates)[::-1][:4]]
+        paths.append(
+            plots.psth_overlay(
+                values["_data_psth"],
+                values["_model_psth"],
+                neurons,
+                os.path.join(figdir, f"psth_{tag}.png"),
+                bin_ms,
+                np.asarray(values["psth_correlation_per_neuron"]),
+            )
+        )
+        paths.append(
+            plots.matrix_comparison(
+                values["_data_nc"],
+                values["_model_nc"],
+                os.path.join(figdir, f"noise_correlation_{tag}.png"),
+                "noise correlation",
+                values["nc_r2"],
+            )
+        )
+    return paths
+
+
+def _connectivity(params, model, target) -> dict:
+    """Connectivity R² of the fitted visible block against the target (SPEC §3)."""
+    fitted = np.asarray(params.network.recurrent_weights)
+    truth = np.asarray(target.params.network.recurrent_weights)
+    r2 = float(metrics.connectivity_r2(fitted, truth, model.network.num_visible))
+    return {"connectivity_r2": r2, "_fitted": fitted, "_target": truth}
+
+
+def run_experiment(config: ExperimentConfig, log=print) -> dict:
+    """Runs one experiment and returns its report (also written to ``report.json``)."""
+    started = time.perf_counter()
+    os.makedirs(config.workdir, exist_ok=True)
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2)
+    data = select_condition(load_data(config, log), config.condition)
+    model = build_model(config, data.num_neurons)
+    objective = losses.make_objective(
+        config.loss,
+        num_visible=model.network.num_visible,
+        num_hidden=model.network.num_hidden,
+        weights=dict(config.weights) or None,
+        clamp_until=config.clamp_until,
+        seed=config.seed,
+        **objective_options(config),
+    )
+    batches = _Batches(config, data, model)
+    first = next(batches(0))
+    init_key, eval_key = jax.random.split(jax.random.key(config.seed))
+    stimulus_shape = first.stimulus.shape[-3:]
+    params = model_lib.init_model(init_key, model, stimulus_shape)
+    train_config = train.TrainConfig(
+        num_steps=config.num_steps,
+        learning_rate=config.learning_rate,
+        clip_mode=config.clip_mode,
+        eval_every=config.eval_every,
+        checkpoint_every=config.checkpoint_every,
+        patience=config.patience,
+        log_every=config.log_every,
+        seed=config.seed,
+    )
+    log(
+        f"{config.kind}: {data.num_neurons} visible + {config.num_hidden} hidden neurons, "
+        f"loss {config.loss} { {k: round(float(v), 6) for k, v in objective.weights.items()} }, "
+        f"passes {objective.passes}, {config.num_steps} steps"
+    )
+    result = train.fit(
+        model=model,
+        params=params,
+        objective=objective,
+        batches=batches,
+        config=train_config,
+        workdir=config.workdir,
+        validation=_validation_batch(config, data, model),
+        resume=config.resume,
+        log=log,
+    )
+    test = heldout_batches(data, model, "test")
+    if not test:
+        raise ValueError("the recording has no test trials: its 'test' split is empty")
+    best_eval = {
+        movie: evaluate(result.best_params, model, batch, eval_key, config.eval_trials)
+        for movie, batch in test.items()
+    }
+    untrained_eval = {
+        movie: evaluate(params, model, batch, eval_key, config.eval_trials)
+        for movie, batch in test.items()
+    }
+    report = {
+        "kind": config.kind,
+        "loss": config.loss,
+        "weights": {k: round(float(v), 6) for k, v in objective.weights.items()},
+        "steps_run": int(result.state.step),
+        "best_step": result.best_step,
+        "best_validation": result.best_validation,
+        "stopped_early": result.stopped_early,
+        "train_seconds": result.seconds,
+        "test": {movie: _public(values) for movie, values in best_eval.items()},
+        "untrained_test": {movie: _public(values) for movie, values in untrained_eval.items()},
+        "device": jax.devices()[0].device_kind,
+    }
+    figdir = os.path.join(config.workdir, "figures")
+    figures = _figures(config, data, model, result, best_eval, figdir)
+    if data.target is not None:
+        conn = _connectivity(result.best_params, model, data.target)
+        report["connectivity_r2"] = conn["connectivity_r2"]
+        report["untrained_connectivity_r2"] = _connectivity(params, model, data.target)[
+            "connectivity_r2"
+        ]
+        nv = model.network.num_visible
+        figures.append(
+            plots.matrix_comparison(
+                conn["_target"].sum(0)[:nv, :nv],
+                conn["_fitted"].sum(0)[:nv, :nv],
+                os.path.join(figdir, "connectivity.png"),
+                "recurrent weights (sum over delays)",
+                conn["connectivity_r2"],
+            )
+        )
+    report["figures"] = [os.path.relpath(p, config.workdir) for p in figures]
+    report["wall_seconds"] = time.perf_counter() - started
+    with open(os.path.join(config.workdir, "report.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    for movie, values in report["test"].items():
+        before = report["untrained_test"][movie]
+        log(
+            f"test[{movie}]: PSTH corr {values['psth_correlation']:.3f} "
+            f"(untrained {before['psth_correlation']:.3f}), NC R² {values['nc_r2']:.3f} "
+            f"({before['nc_r2']:.3f}), bits/spike {values['bits_per_spike']:.3f} "
+            f"({before['bits_per_spike']:.3f})"
+        )
+    if "connectivity_r2" in report:
+        log(
+            f"connectivity R² {report['connectivity_r2']:.3f} "
+            f"(untrained {report['untrained_connectivity_r2']:.3f})"
+        )
+    log(f"report: {os.path.join(config.workdir, 'report.json')}")
+    return report

@@ -1,0 +1,98 @@
+"""Figures for a run's report (PNG files, matplotlib's Agg backend: no display needed).
+
+Every function takes NumPy arrays and a path, writes one PNG and returns the path.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(history: list[dict], path: str) -> str:
+    """Training and validation loss terms against the step (one panel per term).
+
+    Args:
+      history: records ``{"step", "train": {term: value}, "validation": {term: value}}``.
+    """
+    names = sorted({name for record in history for name in record.get("train", {})})
+    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 2.8))
+    axes = np.atleast_1d(axes)
+    steps = [record["step"] for record in history]
+    for ax, name in zip(axes, names):
+        for split, style in (("train", "-"), ("validation", "--")):
+            values = [record.get(split, {}).get(name, np.nan) for record in history]
+            ax.plot(steps, values, style, label=split)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    axes[0].legend()
+    return _save(fig, path)
+
+
+def raster(data_spikes: np.ndarray, model_spikes: np.ndarray, path: str, bin_ms: float) -> str:
+    """Recorded vs simulated spikes of one trial: [T, N] each, time on x, neuron on y."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    for ax, spikes, title in ((axes[0], data_spikes, "recorded"), (axes[1], model_spikes, "model")):
+        t, n = np.nonzero(np.asarray(spikes) > 0)
+        ax.scatter(t * bin_ms / 1e3, n, s=1.5, c="k", marker="|")
+        ax.set_title(f"{title} (one trial)")
+        ax.set_xlabel("time (s)")
+    axes[0].set_ylabel("neuron")
+    return _save(fig, path)
+
+
+def psth_overlay(
+    data_psth: np.ndarray,
+    model_psth: np.ndarray,
+    neurons: list[int],
+    path: str,
+    bin_ms: float,
+    correlations: np.ndarray | None = None,
+) -> str:
+    """PSTHs [T, N] of data and model for a few neurons, in spikes per second."""
+    fig, axes = plt.subplots(len(neurons), 1, figsize=(8, 1.6 * len(neurons)), sharex=True)
+    axes = np.atleast_1d(axes)
+    time_s = np.arange(data_psth.shape[0]) * bin_ms / 1e3
+    for ax, i in zip(axes, neurons):
+        ax.plot(time_s, data_psth[:, i] * 1e3 / bin_ms, "k", lw=1, label="data")
+        ax.plot(time_s, model_psth[:, i] * 1e3 / bin_ms, "C3", lw=1, label="model")
+        label = f"neuron {i}"
+        if correlations is not None:
+            label += f"  ρ = {correlations[i]:.2f}"
+        ax.set_ylabel("Hz")
+        ax.set_title(label, fontsize=9)
+    axes[0].legend(fontsize=8)
+    axes[-1].set_xlabel("time (s)")
+    return _save(fig, path)
+
+
+def matrix_comparison(
+    target: np.ndarray, fitted: np.ndarray, path: str, title: str, r2: float | None = None
+) -> str:
+    """Two [N, N] matrices side by side and their off-diagonal scatter (NC or connectivity)."""
+    target, fitted = np.asarray(target, float), np.asarray(fitted, float)
+    off = ~np.eye(target.shape[0], dtype=bool)
+    lim = np.nanmax(np.abs(np.concatenate([target[off], fitted[off]]))) or 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    for ax, matrix, name in ((axes[0], target, "data / target"), (axes[1], fitted, "model")):
+        shown = np.where(off, matrix, np.nan)
+        image = ax.imshow(shown, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax.set_title(f"{title}: {name}", fontsize=9)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    axes[2].scatter(target[off], fitted[off], s=3, alpha=0.5)
+    axes[2].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+    axes[2].set_xlabel("data / target")
+    axes[2].set_ylabel("model")
+    axes[2].set_title("pairs i ≠ j" + ("" if r2 is None else f", R² = {r2:.2f}"), fontsize=9)
+    return _save(fig, path)

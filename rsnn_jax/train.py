@@ -1,0 +1,421 @@
+"""Training: optimiser, jitted step, evaluation, checkpoints and the fit loop.
+
+One training step encodes the stimulus once, runs the simulation passes the objective needs
+(``Objective.passes``), and applies one Adam update with gradient clipping. Randomness is
+``fold_in(key(seed), step)``, and batches are a function of the step (the batcher's
+position), so a run resumed from a checkpoint draws exactly the numbers an uninterrupted
+run would.
+
+Checkpoints are Flax msgpack files (``flax.serialization``) written atomically (temporary
+file, then ``os.replace``): ``checkpoints/latest.msgpack`` every ``checkpoint_every`` steps
+and ``checkpoints/best.msgpack`` whenever the validation loss improves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rsnn_jax import model as model_lib
+
+CLIP_MODES = ("per_variable", "global")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings.
+
+    Attributes:
+      num_steps: total number of training steps.
+      learning_rate: Adam step size (Tables S2, S3, S5).
+      clip_norm: gradient clipping threshold (1.0 as the official code).
+      clip_mode: "per_variable" clips each parameter array's gradient to ``clip_norm`` (what
+        the official code's Keras ``Adam(clipnorm=...)`` does in TF 2.3); "global" clips the
+        norm of all gradients together (``optax.clip_by_global_norm``).
+      eval_every: steps between validation evaluations (and best-model selection).
+      checkpoint_every: steps between ``latest`` checkpoints.
+      patience: stop after this many evaluations without validation improvement (None: never).
+      log_every: steps between progress lines.
+      seed: PRNG seed of the training noise.
+      remat: rematerialise the simulation scans in the backward pass (long recordings).
+    """
+
+    num_steps: int = 1000
+    learning_rate: float = 1e-3
+    clip_norm: float = 1.0
+    clip_mode: str = "per_variable"
+    eval_every: int = 50
+    checkpoint_every: int = 50
+    patience: int | None = None
+    log_every: int = 10
+    seed: int = 0
+    remat: bool = False
+
+    def __post_init__(self):
+        if self.clip_mode not in CLIP_MODES:
+            raise ValueError(f"TrainConfig.clip_mode must be one of {CLIP_MODES}")
+        for name in ("num_steps", "eval_every", "checkpoint_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+
+
+class TrainState(NamedTuple):
+    """Everything that changes during training: params, optimiser state, step (int32 [])."""
+
+    params: model_lib.ModelParams
+    opt_state: Any
+    step: jax.Array
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss or gradient became NaN/inf; the last good checkpoint is left as it was."""
+
+
+def _clip_each(max_norm: float) -> optax.GradientTransformation:
+    def clip(g):
+        norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+        return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
+
+    return optax.stateless(lambda updates, params=None: jax.tree.map(clip, updates))
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Adam (ε = 1e-7 as Keras) after gradient clipping (see ``TrainConfig.clip_mode``)."""
+    clip = (
+        _clip_each(config.clip_norm)
+        if config.clip_mode == "per_variable"
+        else optax.clip_by_global_norm(config.clip_norm)
+    )
+    return optax.chain(clip, optax.adam(config.learning_rate, eps=1e-7))
+
+
+def init_train_state(
+    params: model_lib.ModelParams, optimizer: optax.GradientTransformation
+) -> TrainState:
+    return TrainState(params=params, opt_state=optimizer.init(params), step=jnp.int32(0))
+
+
+def step_key(seed: int, step) -> jax.Array:
+    """The PRNG key of a training step: ``fold_in(key(seed), step)``."""
+    return jax.random.fold_in(jax.random.key(seed), step)
+
+
+def objective_loss(
+    params: model_lib.ModelParams,
+    model: model_lib.Model,
+    objective,
+    batch,
+    key: jax.Array,
+    remat: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Runs the passes the objective needs on a batch and returns (total, term values).
+
+    ``batch`` is a ``rsnn_jax.data.batching.Batch`` (or any object with ``stimulus``
+    [T + R − 1, H, W] shared or [K, T + R − 1, H, W] per trial, ``spikes`` [K, T, N_V] and
+    ``history`` [K, D, N_V] or None).
+    """
+    stimulus = jnp.asarray(batch.stimulus)
+    outputs = model_lib.run_passes(
+        params,
+        model,
+        stimulus,
+        batch.spikes,
+        passes=objective.passes,
+        key=key,
+        initial_history=batch.history,
+        per_trial_stimulus=stimulus.ndim == 4,
+        remat=remat,
+    )
+    return objective(outputs, batch.spikes)
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves))
+
+
+def make_train_step(
+    model: model_lib.Model, optimizer: optax.GradientTransformation, remat: bool = False
+) -> Callable:
+    """Builds the jitted step ``(state, objective, batch, key) -> (state, terms, finite)``.
+
+    ``objective`` is an argument (a pytree whose weights are array leaves), so changing loss
+    weights does not recompile. If the loss or any gradient is not finite, the returned state
+    is the input state (the update is not applied) and ``finite`` is False.
+    """
+
+    def train_step(state: TrainState, objective, batch, key: jax.Array):
+        def loss(params):
+            return objective_loss(params, model, objective, batch, key, remat)
+
+        (total, terms), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        finite = jnp.isfinite(total) & _all_finite(grads)
+        new_state = TrainState(params, opt_state, state.step + 1)
+        new_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, state)
+        return new_state, dict(terms, total=total), finite
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+def make_eval_step(model: model_lib.Model, remat: bool = False) -> Callable:
+    """Jitted ``(params, objective, batch, key) -> terms`` (with ``total``) without update."""
+
+    def eval_step(params, objective, batch, key):
+        total, terms = objective_loss(params, model, objective, batch, key, remat)
+        return dict(terms, total=total)
+
+    return jax.jit(eval_step)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_payload(state: TrainState, data_position: int, seed: int, best: float) -> dict:
+    return {
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "step": state.step,
+        "data_position": np.int64(data_position),
+        "seed": np.int64(seed),
+        "best_validation": np.float64(best),
+    }
+
+
+def save_checkpoint(
+    path: str, state: TrainState, *, data_position: int, seed: int, best_validation: float
+) -> None:
+    """Writes a checkpoint atomically (temporary file in the same folder, then rename)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    payload = _checkpoint_payload(state, data_position, seed, best_validation)
+    data = flax.serialization.to_bytes(jax.device_get(payload))
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, template: TrainState) -> tuple[TrainState, dict]:
+    """Restores a checkpoint into the structure of ``template``.
+
+    Returns:
+      (state, info) with info = {"data_position", "seed", "best_validation"}.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    target = _checkpoint_payload(template, 0, 0, 0.0)
+    try:
+        restored = flax.serialization.from_bytes(target, data)
+    except Exception as err:  # msgpack or structure mismatch: say which file
+        raise ValueError(f"{path}: not a checkpoint of this model/optimiser ({err})") from err
+    state = TrainState(
+        params=jax.tree.map(jnp.asarray, restored["params"]),
+        opt_state=jax.tree.map(jnp.asarray, restored["opt_state"]),
+        step=jnp.asarray(restored["step"], jnp.int32),
+    )
+    info = {
+        "data_position": int(restored["data_position"]),
+        "seed": int(restored["seed"]),
+        "best_validation": float(restored["best_validation"]),
+    }
+    return state, info
+
+
+# --------------------------------------------------------------------------- fit loop
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What ``fit`` returns.
+
+    Attributes:
+      state: the final train state (latest parameters).
+      best_params: parameters with the lowest validation loss (the latest ones when no
+        validation batch was given).
+      best_validation: that loss (inf if never evaluated).
+      best_step: the step of ``best_params``.
+      history: one dict per evaluation (also written to ``metrics.jsonl``).
+      stopped_early: whether patience ran out.
+      seconds: wall time of the loop, compilation included.
+    """
+
+    state: TrainState
+    best_params: model_lib.ModelParams
+    best_validation: float
+    best_step: int
+    history: list[dict]
+    stopped_early: bool
+    seconds: float
+
+
+def _floats(terms: dict) -> dict:
+    return {k: float(v) for k, v in jax.device_get(terms).items()}
+
+
+def fit(
+    *,
+    model: model_lib.Model,
+    params: model_lib.ModelParams,
+    objective,
+    batches: Callable[[int], Iterator],
+    config: TrainConfig,
+    workdir: str | None = None,
+    validation=None,
+    resume: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Trains ``params`` on ``objective`` with Adam.
+
+    Args:
+      model: encoder + network (static).
+      params: initial parameters (ignored when a checkpoint is resumed).
+      objective: a ``losses.Objective``.
+      batches: ``batches(position)`` returns an iterator of training batches that starts at
+        batch number ``position`` (so that a resumed run sees the same batches).
+      config: optimisation settings.
+      workdir: where ``checkpoints/`` and ``metrics.jsonl`` go (None: nothing written).
+      validation: a batch of validation trials for model selection / early stopping.
+      resume: continue from ``workdir/checkpoints/latest.msgpack`` if it exists.
+      log: progress printer (default: print to stdout).
+
+    Returns:
+      FitResult.
+
+    Raises:
+      TrainingDiverged: when a loss or gradient becomes NaN/inf. The state of that step is not
+        applied and no checkpoint is written after it.
+    """
+    log = log or (lambda line: print(line, flush=True))
+    optimizer = make_optimizer(config)
+    train_step = make_train_step(model, optimizer, config.remat)
+    eval_step = make_eval_step(model, config.remat)
+    # The step donates its input state: copy so that the caller's arrays stay valid.
+    state = init_train_state(jax.tree.map(jnp.copy, params), optimizer)
+    best_validation, best_step = math.inf, 0
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+    ckpt_dir = os.path.join(workdir, "checkpoints") if workdir else None
+    latest = os.path.join(ckpt_dir, "latest.msgpack") if ckpt_dir else None
+    best_path = os.path.join(ckpt_dir, "best.msgpack") if ckpt_dir else None
+    metrics_path = os.path.join(workdir, "metrics.jsonl") if workdir else None
+    if resume and latest and os.path.exists(latest):
+        state, info = load_checkpoint(latest, state)
+        if info["seed"] != config.seed:
+            raise ValueError(
+                f"--resume: checkpoint {latest} was trained with seed {info['seed']}, "
+                f"not {config.seed}"
+            )
+        best_validation = info["best_validation"]
+        log(f"resumed from {latest} at step {int(state.step)}")
+    elif workdir and metrics_path and os.path.exists(metrics_path):
+        os.remove(metrics_path)  # a fresh run does not append to an old run's log
+    best_params = jax.tree.map(jnp.copy, state.params)
+    if best_path and os.path.exists(best_path) and resume:
+        best_state, best_info = load_checkpoint(best_path, state)
+        best_params, best_step = best_state.params, int(best_state.step)
+    history: list[dict] = []
+    start_step = int(state.step)
+    iterator = batches(start_step)
+    validation_key = jax.random.key(config.seed + 1_000_003)
+    stopped_early, evals_without_improvement = False, 0
+    started = last_log_time = time.perf_counter()
+    last_log_step = start_step
+    terms = {}
+    for step in range(start_step, config.num_steps):
+        batch = next(iterator)
+        new_state, terms, finite = train_step(state, objective, batch, step_key(config.seed, step))
+        if not bool(finite):
+            where = f"; the last good checkpoint {latest} is intact" if latest else ""
+            raise TrainingDiverged(
+                f"training diverged at step {step}: loss or gradient is NaN/inf "
+                f"(terms: {_floats(terms)}){where}"
+            )
+        state = new_state
+        done = step + 1
+        if done % config.log_every == 0 or done == config.num_steps:
+            now = time.perf_counter()
+            rate = (done - last_log_step) / max(now - last_log_time, 1e-9)
+            last_log_time, last_log_step = now, done
+            shown = " ".join(f"{k}={v:.4g}" for k, v in _floats(terms).items())
+            bar = "#" * int(20 * done / config.num_steps)
+            log(f"[{bar:<20}] step {done}/{config.num_steps} {shown} ({rate:.2f} steps/s)")
+        if validation is not None and (done % config.eval_every == 0 or done == config.num_steps):
+            values = _floats(eval_step(state.params, objective, validation, validation_key))
+            record = {"step": done, "train": _floats(terms), "validation": values}
+            history.append(record)
+            if metrics_path:
+                with open(metrics_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if not math.isfinite(values["total"]):
+                raise TrainingDiverged(
+                    f"validation loss is NaN/inf at step {done}; the last good checkpoint "
+                    f"{latest} is intact"
+                )
+            if values["total"] < best_validation:
+                best_validation, best_step = values["total"], done
+                best_params = jax.tree.map(jnp.copy, state.params)  # survives donation
+                evals_without_improvement = 0
+                if best_path:
+                    save_checkpoint(
+                        best_path,
+                        state,
+                        data_position=done,
+                        seed=config.seed,
+                        best_validation=best_validation,
+                    )
+            else:
+                evals_without_improvement += 1
+            log(
+                f"  validation at step {done}: total={values['total']:.5g} "
+                f"(best {best_validation:.5g} at step {best_step})"
+            )
+        if latest and (done % config.checkpoint_every == 0 or done == config.num_steps):
+            save_checkpoint(
+                latest,
+                state,
+                data_position=done,
+                seed=config.seed,
+                best_validation=best_validation,
+            )
+        if config.patience is not None and evals_without_improvement >= config.patience:
+            log(
+                f"early stop at step {done}: no validation improvement in "
+                f"{config.patience} evaluations"
+            )
+            stopped_early = True
+            if latest:
+                save_checkpoint(
+                    latest,
+                    state,
+                    data_position=done,
+                    seed=config.seed,
+                    best_validation=best_validation,
+                )
+            break
+    if validation is None:
+        best_params, best_step = state.params, int(state.step)
+    return FitResult(
+        state=state,
+        best_params=best_params,
+        best_validation=best_validation,
+        best_step=best_step,
+        history=history,
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,203 @@
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from rsnn_jax import losses, model, network, train
+from rsnn_jax.data.batching import Batch
+
+K, T, NV, NH, D = 4, 12, 4, 2, 3
+
+
+class TinyEncoder(nn.Module):
+    receptive_field = 2
+
+    @nn.compact
+    def __call__(self, stimulus):
+        flat = stimulus.reshape(stimulus.shape[0], -1)
+        return nn.relu(nn.Dense(6)(jnp.concatenate([flat[:-1], flat[1:]], axis=1)))
+
+
+def _model(num_hidden=NH):
+    return model.Model(TinyEncoder(), network.NetworkConfig(NV, num_hidden, D))
+
+
+def _batch(seed=0, per_trial=False):
+    rng = np.random.default_rng(seed)
+    shape = (K, T + 1, 3, 3) if per_trial else (T + 1, 3, 3)
+    return Batch(
+        stimulus=rng.normal(size=shape).astype(np.float32),
+        spikes=(rng.uniform(size=(K, T, NV)) < 0.3).astype(np.float32),
+        history=(rng.uniform(size=(K, D, NV)) < 0.3).astype(np.float32),
+    )
+
+
+def _objective(preset, num_hidden=NH):
+    clamp = 6 if preset == "mle_single_trial_nc" else None
+    return losses.make_objective(
+        preset, num_visible=NV, num_hidden=num_hidden, clamp_until=clamp, num_delays=D
+    )
+
+
+@pytest.mark.parametrize("preset", losses.PRESETS)
+def test_one_step_changes_every_parameter_for_every_preset(preset):
+    m = _model()
+    params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
+    optimizer = train.make_optimizer(train.TrainConfig(learning_rate=1e-2))
+    step = train.make_train_step(m, optimizer)
+    state = train.init_train_state(params, optimizer)
+    before = jax.tree.map(np.array, state.params)
+    new_state, terms, finite = step(state, _objective(preset), _batch(), jax.random.key(1))
+    assert bool(finite)
+    assert set(terms) == set(_objective(preset).terms) | {"total"}
+    for name, value in terms.items():
+        assert np.isfinite(value), name
+    changed = jax.tree.map(lambda a, b: bool(np.any(a != np.asarray(b))), before, new_state.params)
+    flat = jax.tree_util.tree_flatten_with_path(changed)[0]
+    unchanged = [jax.tree_util.keystr(path) for path, c in flat if not c]
+    assert not unchanged, f"{preset}: parameters not updated: {unchanged}"
+    assert int(new_state.step) == 1
+
+
+def test_per_trial_stimulus_batches_train():
+    m = _model(0)
+    params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
+    optimizer = train.make_optimizer(train.TrainConfig())
+    step = train.make_train_step(m, optimizer)
+    state = train.init_train_state(params, optimizer)
+    _, terms, finite = step(state, _objective("mle", 0), _batch(per_trial=True), jax.random.key(1))
+    assert bool(finite) and np.isfinite(terms["total"])
+
+
+def test_changing_weights_does_not_retrace():
+    m = _model(0)
+    params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
+    optimizer = train.make_optimizer(train.TrainConfig())
+    traces = []
+
+    def loss(p, objective):
+        traces.append(1)
+        return train.objective_loss(p, m, objective, _batch(), jax.random.key(0))[0]
+
+    jitted = jax.jit(loss)
+    objective = _objective("mle_psth_nc", 0)
+    a = jitted(params, objective)
+    b = jitted(params, objective.with_weights(mle=3.0, nc=0.0))
+    assert len(traces) == 1 and a != b
+    del optimizer
+
+
+def test_per_variable_clipping_matches_numpy():
+    grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.3, 0.4]), "c": jnp.array([[6.0, 8.0]])}
+    clip = train._clip_each(1.0)
+    clipped, _ = clip.update(grads, clip.init(grads))
+    np.testing.assert_allclose(clipped["a"], [0.6, 0.8], rtol=1e-6)  # norm 5 -> 1
+    np.testing.assert_allclose(clipped["b"], [0.3, 0.4], rtol=1e-6)  # norm 0.5 kept
+    np.testing.assert_allclose(clipped["c"], [[0.6, 0.8]], rtol=1e-6)
+    glob = optax.clip_by_global_norm(1.0)
+    g, _ = glob.update(grads, glob.init(grads))
+    total = np.sqrt(25 + 0.25 + 100)
+    np.testing.assert_allclose(g["a"], np.array([3.0, 4.0]) / total, rtol=1e-6)
+
+
+def _fit(tmp_path, num_steps, resume=False, batches=None, **kwargs):
+    m = _model()
+    params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
+    config = train.TrainConfig(
+        num_steps=num_steps,
+        learning_rate=1e-2,
+        eval_every=2,
+        checkpoint_every=2,
+        log_every=1,
+        seed=3,
+        **kwargs,
+    )
+
+    def default_batches(position):
+        while True:
+            yield _batch(position)
+            position += 1
+
+    return train.fit(
+        model=m,
+        params=params,
+        objective=_objective("mle_psth_nc"),
+        batches=batches or default_batches,
+        config=config,
+        workdir=str(tmp_path),
+        validation=_batch(99),
+        resume=resume,
+        log=lambda line: None,
+    )
+
+
+def test_kill_and_resume_gives_the_same_parameters(tmp_path):
+    uninterrupted = _fit(tmp_path / "a", 6)
+    _fit(tmp_path / "b", 4)  # "killed" after step 4 (its last checkpoint)
+    resumed = _fit(tmp_path / "b", 6, resume=True)
+    assert int(resumed.state.step) == 6
+    for x, y in zip(jax.tree.leaves(uninterrupted.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(
+        jax.tree.leaves(uninterrupted.best_params), jax.tree.leaves(resumed.best_params)
+    ):
+        np.testing.assert_array_equal(x, y)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # evaluations at steps 2, 4, 6 across both runs
+
+
+def test_checkpoint_round_trip(tmp_path):
+    result = _fit(tmp_path, 2)
+    template = result.state
+    state, info = train.load_checkpoint(str(tmp_path / "checkpoints" / "latest.msgpack"), template)
+    for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(result.state)):
+        np.testing.assert_array_equal(x, y)
+    assert info["data_position"] == 2 and info["seed"] == 3
+    assert os.path.exists(tmp_path / "checkpoints" / "best.msgpack")
+    assert not [p for p in os.listdir(tmp_path / "checkpoints") if ".tmp" in p]
+
+
+def test_nan_in_data_stops_with_message_and_intact_checkpoint(tmp_path):
+    _fit(tmp_path, 2)
+    latest = tmp_path / "checkpoints" / "latest.msgpack"
+    saved = latest.read_bytes()
+
+    def poisoned(position):
+        while True:
+            batch = _batch(position)
+            spikes = batch.spikes.copy()
+            spikes[0, 0, 0] = np.nan
+            yield batch._replace(spikes=spikes)
+            position += 1
+
+    with pytest.raises(train.TrainingDiverged, match="diverged at step 2.*intact"):
+        _fit(tmp_path, 6, resume=True, batches=poisoned)
+    assert latest.read_bytes() == saved
+
+
+def test_resume_with_another_seed_is_refused(tmp_path):
+    _fit(tmp_path, 2)
+    m = _model()
+    params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
+    with pytest.raises(ValueError, match="seed 3, not 4"):
+        train.fit(
+            model=m,
+            params=params,
+            objective=_objective("mle_psth_nc"),
+            batches=lambda p: iter([_batch()] * 10),
+            config=train.TrainConfig(num_steps=4, seed=4),
+            workdir=str(tmp_path),
+            resume=True,
+            log=lambda line: None,
+        )
+
+
+def test_early_stopping_keeps_best(tmp_path):
+    result = _fit(tmp_path, 40, patience=1)
+    assert result.stopped_early
+    assert result.best_step <= int(result.state.step)
+    assert result.best_validation == min(r["validation"]["total"] for r in result.history)

@@ -16,7 +16,7 @@ from experiments import common
 
 common.define_flags(
     loss="mle_single_trial_nc",
-    steps=300,
+    steps=800,
     learning_rate=1e-3,
     num_delays=24,
     eval_every=50,

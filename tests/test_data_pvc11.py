@@ -7,11 +7,10 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import scipy.io as scipy_io
 
 from rsnn_jax.data import pvc11
 from rsnn_jax.data.recording import DataError, load_recording
-
-scipy_io = pytest.importorskip("scipy.io")
 
 DT = 0.04
 NUM_FRAMES = 10  # 0.4 s at 25 Hz → bins 0..9; keep the last 0.32 s = bins 2..9

@@ -14,11 +14,16 @@ has, and the recording is sampled from them exactly as an experiment would recor
   random readout (a receptive field on the feature map), scaled so that its drive has a set
   standard deviation on the data's own stimulus (``stimulus_gain``, in logit units): the
   PSTHs have clear structure whatever the random encoder does;
-* recurrent weights ``[delay − 1, pre, post]``: a refractory self-history filter; weak
-  random background; *assemblies* of 3–5 visible neurons with strong mutual excitation
-  decaying over delays (these produce the noise correlations); a few strong inhibitory
-  pairs; with hidden neurons, each hidden neuron drives a few visible neurons strongly
-  (common input: hidden neurons matter for the visible statistics);
+* recurrent weights ``[delay − 1, pre, post]`` (V1): a refractory self-history filter;
+  weak random background; *hubs* that each drive 3–6 visible neurons with strong fast
+  weights (±3 logit at delay 1; the targets of a hub share its spikes: lag-0 noise
+  correlations, positive or negative), hidden neurons when the target has any (unobserved
+  common inputs: hidden neurons matter for the visible statistics); two *broad hubs* with
+  a weak input to every visible neuron (a small positive noise correlation for most pairs);
+  *assemblies* of 3–5 visible neurons with mutual excitation of loop gain 0.3. Feed-forward
+  hubs carry the correlations because loops strong enough to do so are bistable (tried:
+  assemblies of loop gain ≥ 0.8 run away). Retina: an absolute refractory period and
+  neighbour coupling on the mosaic;
 * biases: calibrated (a few damped fixed-point iterations on free simulations) so that each
   neuron's mean firing probability per bin matches a target drawn from a log-normal (V1 at
   40 ms: median 0.1, in [0.03, 0.35]; retina at 1.667 ms: median 0.03, in [0.01, 0.08]);
@@ -387,11 +392,20 @@ def make_v1_like(
         80–109 test, 110–119 validation for 120 trials); must sum to ``num_trials``.
       burn_in_bins: bins simulated and dropped before the stored bin 0.
       stimulus_gain: std over time of each neuron's stimulus drive, in logit units.
-      median_rate: median target firing probability per bin.
-      assembly_fraction: fraction of visible neurons in excitatory assemblies.
-      assembly_strength: peak within-assembly weight at delay 1, logit units.
-      hidden_strength: peak weight of a hidden neuron on its visible targets, logit units.
+      median_rate: median target firing probability per bin (log-normal, σ = 0.5 in log,
+        clipped to [0.03, 0.35]).
+      num_hubs: neurons that each drive 3–6 visible neurons strongly (hidden ones when
+        ``num_hidden > 0``); default N_V // 7, or N_V // 3 with hidden neurons.
+      hub_strength: peak hub → target weight at delay 1, logit units (±; 20 % inhibitory).
+      num_broad_hubs, broad_strength: neurons with a weak excitatory input (logit units) to
+        every visible neuron (a small positive noise correlation for most pairs).
+      assembly_fraction: fraction of visible neurons in mutually exciting assemblies.
+      assembly_gain: linearised loop gain of each assembly (< 1: no up state).
+      refractory_strength: self-inhibition at delay 1, logit units.
       num_calibration_trials, num_calibration_iterations: bias calibration effort.
+
+    See ``_design_recurrent`` for the recurrent motifs; ``attrs`` records the hubs, broad
+    hubs and number of assemblies.
 
     Returns:
       Recording with ``target`` set (bin width 0.04 s).

@@ -25,13 +25,15 @@ trials ``[K, ...]`` and, optionally, over several samples per clamping condition
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnn_jax.spikes import straight_through_bernoulli
+from rsnn_jax.spikes import pseudo_derivative, straight_through_bernoulli
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,15 +228,15 @@ def step(
     return new_history, SimulationOutputs(spikes=spikes, logits=logits)
 
 
-def _check(name: str, array, shape: tuple) -> None:
+def _check(name: str, array, shape: tuple, function: str = "simulate") -> None:
     """Raises a ValueError naming ``name`` unless ``array.shape`` matches (None = any)."""
     actual = tuple(np.shape(array))
     if len(actual) != len(shape) or any(s is not None and s != a for s, a in zip(shape, actual)):
         expected = "[" + ", ".join("?" if s is None else str(s) for s in shape) + "]"
-        raise ValueError(f"simulate: {name} must have shape {expected}, got {list(actual)}")
+        raise ValueError(f"{function}: {name} must have shape {expected}, got {list(actual)}")
 
 
-def _initial_history(initial_history, config) -> jax.Array:
+def _initial_history(initial_history, config, function: str = "simulate") -> jax.Array:
     """Chronological [D, N_V] or [D, N] → delay-order [D, N] (hidden padded with zeros)."""
     d, n = config.num_delays, config.num_neurons
     if initial_history is None:
@@ -242,8 +244,189 @@ def _initial_history(initial_history, config) -> jax.Array:
     initial_history = jnp.asarray(initial_history, jnp.float32)
     if initial_history.shape == (d, config.num_visible) and config.num_hidden:
         initial_history = jnp.pad(initial_history, ((0, 0), (0, config.num_hidden)))
-    _check("initial_history", initial_history, (d, n))
+    _check("initial_history", initial_history, (d, n), function)
     return initial_history[::-1]
+
+
+def _forward_scan(config, weights, drive, noise, recorded, clamp, history):
+    """The sequential simulation of B trials, time-major (one ``lax.scan`` over bins).
+
+    Args:
+      config: NetworkConfig.
+      weights: float32 [D·N, N], the recurrent weights flattened ``[(d − 1)·N + pre, post]``.
+      drive: float32 [T, N] shared by the B trials, or [T, B, N]: ``W_in · f_t + b``.
+      noise: float32 [T, B, N] uniform draws.
+      recorded: float32 [T, B, N_V] or None.
+      clamp: bool [T], bins whose visible spikes are the recorded ones.
+      history: float32 [B, D, N] in delay order.
+
+    Returns:
+      (spikes [T, B, N], scaled voltages ũ [T, B, N]).
+    """
+    num_visible = config.num_visible
+
+    def body(history, xs):
+        drive_t, noise_t, recorded_t, clamp_t = xs
+        # [B, D·N] @ [D·N, N]: the delay sum of all trials in one matmul.
+        recurrent = history.reshape(history.shape[0], -1) @ weights
+        scaled_voltage = (drive_t + recurrent - config.threshold) / config.threshold
+        spikes = straight_through_bernoulli(
+            scaled_voltage, noise_t, config.temperature, config.dampening
+        )
+        if recorded_t is not None:
+            visible = jnp.where(clamp_t, recorded_t, spikes[:, :num_visible])
+            spikes = jnp.concatenate([visible, spikes[:, num_visible:]], axis=1)
+        history = jnp.concatenate([spikes[:, None], history[:, :-1]], axis=1)
+        return history, (spikes, scaled_voltage)
+
+    _, (spikes, scaled_voltage) = jax.lax.scan(body, history, (drive, noise, recorded, clamp))
+    return spikes, scaled_voltage
+
+
+def _extended_spikes(history, spikes):
+    """Chronological spikes including the initial history: [D + T, B, N] from delay-order
+    history [B, D, N] and spikes [T, B, N]; row D + t is bin t, row D − d is bin −d."""
+    return jnp.concatenate([jnp.transpose(history[:, ::-1], (1, 0, 2)), spikes], axis=0)
+
+
+def _recurrent_input(weights, extended, num_bins):
+    """Σ_d z_{t−d} · W_d for all bins at once: [T, B, N] from chronological ``extended``
+    [D + T, B, N] and weights [D·N, N]. One matmul per delay over contiguous time slices
+    (time-major), so no [T, D·N] lagged copy is built."""
+    num_delays = extended.shape[0] - num_bins
+    n = extended.shape[-1]
+    total = None
+    for d in range(1, num_delays + 1):
+        term = extended[num_delays - d : num_delays - d + num_bins] @ weights[(d - 1) * n : d * n]
+        total = term if total is None else total + term
+    return total
+
+
+def _weight_gradient(extended, grad, num_delays):
+    """∂L/∂W = Σ_{t,b} h_{t,b}ᵀ g_{t,b} as D matmuls contracting time and trials together:
+    [D·N, N] from chronological ``extended`` [D + T, B, N] and g = ∂L/∂u [T, B, N]."""
+    num_bins = grad.shape[0]
+    blocks = [
+        jnp.einsum("tbi,tbj->ij", extended[num_delays - d : num_delays - d + num_bins], grad)
+        for d in range(1, num_delays + 1)
+    ]
+    return jnp.concatenate(blocks, axis=0)
+
+
+class _ScanOptions(NamedTuple):
+    """Static options of ``_recurrent_scan`` (hashable)."""
+
+    config: NetworkConfig
+    remat: bool
+    shared_drive: bool
+    has_recorded: bool
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _recurrent_scan(options, weights, drive, noise, recorded, clamp, history):
+    """``_forward_scan`` with a hand-written backward pass (see ``_recurrent_scan_bwd``)."""
+    return _forward_scan(options.config, weights, drive, noise, recorded, clamp, history)
+
+
+def _recurrent_scan_fwd(options, weights, drive, noise, recorded, clamp, history):
+    spikes, scaled_voltage = _forward_scan(
+        options.config, weights, drive, noise, recorded, clamp, history
+    )
+    # The backward pass needs the spikes (an output anyway) and ũ; with ``remat`` ũ is not
+    # stored but recomputed in parallel from the spikes. Never the per-bin [D, N] history.
+    if options.remat:
+        residuals = (weights, drive, clamp, history, spikes, None)
+    else:
+        residuals = (weights, None, clamp, history, spikes, scaled_voltage)
+    return (spikes, scaled_voltage), residuals
+
+
+def _recurrent_scan_bwd(options, residuals, cotangents):
+    """Reverse-time recursion of the straight-through gradient (SPEC §1.2).
+
+    With λ_t = ∂L/∂h_t (history entering bin t, [B, D, N]) and g_t = ∂L/∂u_t:
+
+        ∂L/∂z_t = ∂L/∂spikes_t + λ_{t+1}[:, 0]        (z_t is row 0 of h_{t+1})
+        g_t = (∂L/∂z_t · γ max(0, 1 − |ũ_t|) + ∂L/∂ũ_t) / v_thr
+              (∂L/∂z_t is zeroed for clamped visible entries: they are data, not samples)
+        λ_t = shift(λ_{t+1}) + reshape(W_flat · g_t)
+
+    The reverse scan carries only λ ([B, D, N]); ∂L/∂W = Σ_t h_tᵀ g_t is computed after it
+    as D large matmuls over all bins and trials (``_weight_gradient``) instead of an
+    [D·N, N] update per bin, which for large N would stream the whole weight array through
+    memory every bin. ∂L/∂drive_t = g_t (summed over trials when the drive is shared).
+    """
+    config = options.config
+    weights, drive, clamp, history, spikes, scaled_voltage = residuals
+    grad_spikes, grad_scaled = cotangents
+    num_bins, batch, n = spikes.shape
+    num_delays, num_visible = config.num_delays, config.num_visible
+    extended = _extended_spikes(history, spikes)
+    if scaled_voltage is None:  # remat: ũ from the known spikes, all bins in parallel
+        recurrent = _recurrent_input(weights, extended, num_bins)
+        drive = drive[:, None] if options.shared_drive else drive
+        scaled_voltage = (drive + recurrent - config.threshold) / config.threshold
+    surrogate = pseudo_derivative(scaled_voltage, config.dampening)
+    visible = jnp.arange(n) < num_visible
+
+    def body(adjoint, xs):
+        grad_spikes_t, grad_scaled_t, surrogate_t, clamp_t = xs
+        grad_z = grad_spikes_t + adjoint[:, 0]
+        grad_recorded = None
+        if options.has_recorded:
+            grad_recorded = jnp.where(clamp_t, grad_z[:, :num_visible], 0.0)
+            grad_z = jnp.where(clamp_t & visible, 0.0, grad_z)
+        grad_voltage = (grad_z * surrogate_t + grad_scaled_t) / config.threshold
+        # g_t · W_flatᵀ without materialising the transpose: [B, N] x [D·N, N] → [B, D·N].
+        through_weights = jax.lax.dot_general(grad_voltage, weights, (((1,), (1,)), ((), ())))
+        shifted = jnp.concatenate([adjoint[:, 1:], jnp.zeros_like(adjoint[:, :1])], axis=1)
+        adjoint = shifted + through_weights.reshape(batch, num_delays, n)
+        return adjoint, (grad_voltage, grad_recorded)
+
+    xs = (grad_spikes, grad_scaled, surrogate, clamp)
+    adjoint, (grad_voltage, grad_recorded) = jax.lax.scan(
+        body, jnp.zeros_like(history), xs, reverse=True
+    )
+    grad_weights = _weight_gradient(extended, grad_voltage, num_delays)
+    grad_drive = grad_voltage.sum(axis=1) if options.shared_drive else grad_voltage
+    return grad_weights, grad_drive, None, grad_recorded, None, adjoint
+
+
+_recurrent_scan.defvjp(_recurrent_scan_fwd, _recurrent_scan_bwd)
+
+
+def _clamped_parallel(config, weights, drive, recorded, history):
+    """Fully clamped pass without hidden neurons: no bin depends on a sample, so all bins'
+    voltages come from the recorded spikes at once (one matmul per delay over every bin and
+    trial) instead of a sequential scan. Same values as the scan up to float rounding; the
+    spikes are the recorded ones. Shapes as ``_forward_scan`` (N = N_V)."""
+    extended = _extended_spikes(history, recorded)
+    recurrent = _recurrent_input(weights, extended, recorded.shape[0])
+    drive = drive[:, None] if drive.ndim == 2 else drive
+    return recorded, (drive + recurrent - config.threshold) / config.threshold
+
+
+def _simulate_core(params, config, drive, noise, recorded, clamp, history, *, parallel, remat):
+    """B trials, time-major: drive [T, N] (shared) or [T, B, N], noise [T, B, N], recorded
+    [T, B, N_V] or None, clamp bool [T], history [B, D, N] in delay order → (spikes, logits),
+    each [T, B, N]."""
+    weights = params.recurrent_weights.reshape(-1, config.num_neurons)
+    if parallel:
+        spikes, scaled_voltage = _clamped_parallel(config, weights, drive, recorded, history)
+    else:
+        options = _ScanOptions(config, bool(remat), drive.ndim == 2, recorded is not None)
+        spikes, scaled_voltage = _recurrent_scan(
+            options, weights, drive, noise, recorded, clamp, history
+        )
+    return spikes, config.temperature * scaled_voltage
+
+
+def _check_params(params, config, num_features, function):
+    n = config.num_neurons
+    _check("params.input_weights", params.input_weights, (num_features, n), function)
+    shape = (config.num_delays, n, n)
+    _check("params.recurrent_weights", params.recurrent_weights, shape, function)
+    _check("params.bias", params.bias, (n,), function)
 
 
 def simulate(
@@ -263,9 +446,14 @@ def simulate(
     Modes:
       * free: ``recorded=None``; every neuron runs on its own samples.
       * clamped: ``recorded`` given, ``clamp_until=None``; the visible neurons' history is the
-        recorded data, hidden neurons sample.
+        recorded data, hidden neurons sample. Without hidden neurons no bin depends on a
+        sample, and all bins are computed at once (matmuls over time) instead of a scan.
       * clamped until T_gt, then free: ``recorded`` and ``clamp_until=T_gt`` (may be a traced
         int: changing it does not recompile). Bins ``t < T_gt`` are clamped.
+
+    Gradients (reverse mode only: the scan has a hand-written VJP, see
+    ``_recurrent_scan_bwd``) store the spikes and scaled voltages of every bin, never the
+    per-bin spike history, and form the recurrent-weight gradient after the reverse scan.
 
     Args:
       params: network parameters.
@@ -278,8 +466,8 @@ def simulate(
       clamp_until: bins before it are clamped; default T when ``recorded`` is given.
       initial_history: float32 [D, N] or [D, N_V] (hidden then start silent), chronological
         (row D − 1 is the bin before t = 0): ``data[t0 - D:t0]``. Default zeros.
-      remat: rematerialise each step in the backward pass (``jax.checkpoint``) to save
-        memory on long recordings.
+      remat: memory for long recordings: the backward pass then keeps only the spikes and
+        recomputes the scaled voltages from them (one parallel matmul per delay).
 
     Returns:
       SimulationOutputs with [T, N] leaves.
@@ -288,52 +476,41 @@ def simulate(
     if features.ndim != 2:
         raise ValueError(f"simulate: features must have shape [T, F], got {list(features.shape)}")
     num_bins, n = features.shape[0], config.num_neurons
-    _check("params.input_weights", params.input_weights, (features.shape[1], n))
-    _check("params.recurrent_weights", params.recurrent_weights, (config.num_delays, n, n))
-    _check("params.bias", params.bias, (n,))
+    _check_params(params, config, features.shape[1], "simulate")
     if (key is None) == (noise is None):
         raise ValueError("simulate: pass exactly one of key= and noise=")
     if noise is None:
         noise = jax.random.uniform(key, (num_bins, n))
     _check("noise", noise, (num_bins, n))
+    clamp = _clamp_mask(num_bins, recorded, clamp_until, "simulate")
     if recorded is not None:
         _check("recorded", recorded, (num_bins, config.num_visible))
-        recorded = jnp.asarray(recorded, jnp.float32)
-        clamp = jnp.arange(num_bins) < (num_bins if clamp_until is None else clamp_until)
-    elif clamp_until is not None:
-        raise ValueError("simulate: clamp_until needs recorded= (the spikes to clamp to)")
-    else:
-        clamp = jnp.zeros((num_bins,), bool)
-
-    if recorded is not None and clamp_until is None and config.num_hidden == 0:
-        return _simulate_clamped_parallel(params, config, features, recorded, initial_history)
-
-    def body(history, xs):
-        drive_t, noise_t, recorded_t, clamp_t = xs
-        return _advance(params, config, history, drive_t, noise_t, recorded_t, clamp_t)
-
-    if remat:
-        body = jax.checkpoint(body)
-    xs = (input_drive(params, features), noise, recorded, clamp)
-    _, (spikes, logits) = jax.lax.scan(body, _initial_history(initial_history, config), xs)
-    return SimulationOutputs(spikes=spikes, logits=logits)
-
-
-def _simulate_clamped_parallel(params, config, features, recorded, initial_history):
-    """Fully clamped pass without hidden neurons: no bin depends on a sample, so all bins'
-    voltages are one ``[T, D·N] @ [D·N, N]`` matmul over the lagged recorded spikes instead
-    of a sequential scan (same values; the spikes are the recorded ones)."""
-    num_bins, d = recorded.shape[0], config.num_delays
-    history = _initial_history(initial_history, config)[::-1]  # back to chronological
-    padded = jnp.concatenate([history, recorded], axis=0)  # [D + T, N], row D + t = bin t
-    lagged = jnp.stack([padded[d - k : d - k + num_bins] for k in range(1, d + 1)], axis=1)
-    recurrent = lagged.reshape(num_bins, -1) @ params.recurrent_weights.reshape(
-        -1, config.num_neurons
+        recorded = jnp.asarray(recorded, jnp.float32)[:, None]
+    spikes, logits = _simulate_core(
+        params,
+        config,
+        input_drive(params, features),
+        jnp.asarray(noise, jnp.float32)[:, None],
+        recorded,
+        clamp,
+        _initial_history(initial_history, config)[None],
+        parallel=_is_parallel(config, recorded, clamp_until),
+        remat=remat,
     )
-    scaled_voltage = (input_drive(params, features) + recurrent - config.threshold) / (
-        config.threshold
-    )
-    return SimulationOutputs(spikes=recorded, logits=config.temperature * scaled_voltage)
+    return SimulationOutputs(spikes=spikes[:, 0], logits=logits[:, 0])
+
+
+def _clamp_mask(num_bins, recorded, clamp_until, function):
+    """bool [T]: the bins whose visible spikes are clamped to ``recorded``."""
+    if recorded is None:
+        if clamp_until is not None:
+            raise ValueError(f"{function}: clamp_until needs recorded= (the spikes to clamp to)")
+        return jnp.zeros((num_bins,), bool)
+    return jnp.arange(num_bins) < (num_bins if clamp_until is None else clamp_until)
+
+
+def _is_parallel(config, recorded, clamp_until) -> bool:
+    return recorded is not None and clamp_until is None and config.num_hidden == 0
 
 
 def simulate_batch(
@@ -350,7 +527,10 @@ def simulate_batch(
     num_samples: int | None = None,
     remat: bool = False,
 ) -> SimulationOutputs:
-    """``simulate`` vmapped over K trials (and optionally S samples per clamping condition).
+    """``simulate`` for K trials (and optionally S samples per clamping condition) at once.
+
+    All trials (and samples) advance together in one scan whose per-bin delay sum is one
+    ``[K·S, D·N] @ [D·N, N]`` matmul; equal, trial by trial, to ``simulate``.
 
     Args:
       params: network parameters (shared by all trials).
@@ -393,34 +573,53 @@ def simulate_batch(
     k = next(iter(known.values()))
     if (key is None) == (noise is None):
         raise ValueError("simulate_batch: pass exactly one of key= and noise=")
-    num_bins = features.shape[-2]
+    num_bins, n = features.shape[-2], config.num_neurons
+    _check_params(params, config, features.shape[-1], "simulate_batch")
     shape = (k,) if num_samples is None else (k, num_samples)
     if noise is None:
-        noise = jax.random.uniform(key, shape + (num_bins, config.num_neurons))
-    elif np.ndim(noise) != len(shape) + 2:
-        raise ValueError(
-            f"simulate_batch: noise must have shape {list(shape) + ['T', 'N']}, "
-            f"got {list(np.shape(noise))}"
-        )
+        noise = jax.random.uniform(key, shape + (num_bins, n))
+    _check("noise", noise, shape + (num_bins, n), "simulate_batch")
+    batch = math.prod(shape)
 
-    def one(features, recorded, initial_history, noise):
-        return simulate(
-            params,
-            features,
-            config=config,
-            noise=noise,
-            recorded=recorded,
-            clamp_until=clamp_until,
-            initial_history=initial_history,
-            remat=remat,
-        )
+    def trials_first(x, per_trial_shape):
+        """[K, ...] per trial → [B, ...], repeated over the S samples."""
+        if num_samples is not None:
+            x = jnp.broadcast_to(x[:, None], (k, num_samples) + per_trial_shape)
+        return x.reshape((batch,) + per_trial_shape)
 
-    if num_samples is not None:
-        one = jax.vmap(one, in_axes=(None, None, None, 0))
-    axes = (
-        0 if features.ndim == 3 else None,
-        None if recorded is None else 0,
-        0 if initial_history is not None and np.ndim(initial_history) == 3 else None,
-        0,
+    def time_major(x):
+        return jnp.swapaxes(x, 0, 1)
+
+    drive = input_drive(params, features)  # [T, N] once for a shared stimulus, or [K, T, N]
+    if drive.ndim == 3:
+        drive = time_major(trials_first(drive, (num_bins, n)))
+    clamp = _clamp_mask(num_bins, recorded, clamp_until, "simulate_batch")
+    if recorded is not None:
+        _check("recorded", recorded, (k, num_bins, config.num_visible), "simulate_batch")
+        recorded = jnp.asarray(recorded, jnp.float32)
+        recorded = time_major(trials_first(recorded, (num_bins, config.num_visible)))
+    if initial_history is not None and np.ndim(initial_history) == 3:
+        history = jax.vmap(lambda h: _initial_history(h, config, "simulate_batch"))(
+            jnp.asarray(initial_history, jnp.float32)
+        )
+        history = trials_first(history, (config.num_delays, n))
+    else:
+        history = _initial_history(initial_history, config, "simulate_batch")
+        history = jnp.broadcast_to(history, (batch,) + history.shape)
+    noise = time_major(jnp.asarray(noise, jnp.float32).reshape((batch, num_bins, n)))
+    spikes, logits = _simulate_core(
+        params,
+        config,
+        drive,
+        noise,
+        recorded,
+        clamp,
+        history,
+        parallel=_is_parallel(config, recorded, clamp_until),
+        remat=remat,
     )
-    return jax.vmap(one, in_axes=axes)(features, recorded, initial_history, noise)
+
+    def unflatten(x):
+        return time_major(x).reshape(shape + (num_bins, n))
+
+    return SimulationOutputs(spikes=unflatten(spikes), logits=unflatten(logits))

@@ -164,27 +164,6 @@ def test_retina_like_layout_split_and_rates(retina):
     np.testing.assert_allclose(np.linalg.norm(kernel[:, 0, :], axis=0), 1.0, rtol=1e-5)
 
 
-def test_noise_correlations_match_a_loop_oracle():
-    rng = np.random.default_rng(0)
-    z = (rng.uniform(size=(5, 7, 3)) < 0.4).astype(np.uint8)
-    z[:, :, 2] = z[:, :, 0]  # a perfectly correlated pair
-    k, t, n = z.shape
-    mean_i = z.mean(axis=(0, 1))
-    psth = z.mean(axis=0)
-    total = np.zeros((n, n))
-    noise = np.zeros((n, n))
-    for a in range(n):
-        for b in range(n):
-            for kk in range(k):
-                for tt in range(t):
-                    total[a, b] += (z[kk, tt, a] - mean_i[a]) * (z[kk, tt, b] - mean_i[b])
-                    noise[a, b] += (z[kk, tt, a] - psth[tt, a]) * (z[kk, tt, b] - psth[tt, b])
-    expected = (noise / (k * t)) / np.sqrt(np.outer(np.diag(total), np.diag(total)) / (k * t) ** 2)
-    np.testing.assert_allclose(synthetic.noise_correlations(z), expected, rtol=1e-12)
-    silent = np.zeros((3, 4, 2))
-    assert np.isnan(synthetic.noise_correlations(silent)).all()
-
-
 def test_stimuli_generators():
     rng = np.random.default_rng(0)
     movie = synthetic.natural_movie(rng, 64, 16)

@@ -51,7 +51,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnn_jax import encoders, network
+from rsnn_jax import encoders, metrics, network
 from rsnn_jax import model as model_lib
 from rsnn_jax.data.recording import Recording, Target
 
@@ -748,26 +748,6 @@ def make_retina_like(
 # ----------------------------------------------------------------------------- summaries
 
 
-def noise_correlations(spikes: np.ndarray) -> np.ndarray:
-    """Normalised noise correlations (appendix C, eqs. 8–10) of one repeated movie.
-
-    Args:
-      spikes: [K, T, N] in {0, 1}, K ≥ 2 trials of the same stimulus.
-
-    Returns:
-      float64 [N, N]; entries of silent neurons are NaN.
-    """
-    z = np.asarray(spikes, np.float64)
-    k, t, n = z.shape
-    total = z - z.mean(axis=(0, 1))
-    noise = z - z.mean(axis=0, keepdims=True)
-    m_total = np.einsum("kti,ktj->ij", total, total) / (k * t)
-    m_noise = np.einsum("kti,ktj->ij", noise, noise) / (k * t)
-    norm = np.sqrt(np.outer(np.diag(m_total), np.diag(m_total)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norm > 0, m_noise / norm, np.nan)
-
-
 def summarize(recording: Recording) -> dict:
     """Rates, fraction of bins with a spike and noise-correlation range, per movie.
 
@@ -790,7 +770,7 @@ def summarize(recording: Recording) -> dict:
             "fraction_bins_with_spike": float(spikes.any(axis=2).mean()),
         }
         if recording.repeated[name] and spikes.shape[0] > 1:
-            nc = noise_correlations(spikes)
+            nc = np.asarray(metrics.noise_correlation(spikes.astype(np.float32)), np.float64)
             pairs = nc[~np.eye(nc.shape[0], dtype=bool)]
             pairs = pairs[np.isfinite(pairs)]
             psth = spikes.mean(axis=0)

@@ -1,29 +1,34 @@
 """Research use: fit a statistic you wrote yourself with the generic sample-and-measure loss.
 
-    python examples/custom_statistic.py          # prints the measured numbers as JSON
+    python examples/custom_statistic.py            # the walk-through, numbers as JSON
+    python examples/custom_statistic.py --small    # the same at the size the test runs
+    python examples/custom_statistic.py --compare  # also: the fit with each estimator
 
-Walk-through (docs/custom_statistics.md explains every step):
+Walk-through (docs/custom_statistics.md explains every step and the numbers):
 
 1. A *target* network with a known lagged structure (a chain of neurons, each exciting the
-   next one two bins later) plays the recording: its free simulations are the data.
+   next one two bins later, and refractory) plays the recording: its free simulations are
+   the data.
 2. Two user statistics, written as small frozen dataclasses (hashable: they become static
    data of the objective):
    * ``CoactivityDistribution``: P(no neuron fires), P(exactly one), P(two or more) in a bin.
      Multilinear in each bin's spikes, so evaluating it on the model's probabilities p is an
      unbiased Monte-Carlo estimate (``estimator="probabilities"``).
    * ``CrossCorrelogram``: C_d[i, j] = mean_{k,t} z_{t,i} z_{t−d,j} for lags d = 1..L. A
-     product *across bins*: p_{t,i} depends on the sampled z_{t−d,j}, so T(p) is biased and
-     the model side must use straight-through spikes (``estimator="spikes"``).
+     product *across bins*: p_{t,i} depends on the sampled z_{t−d,j}, so T(p) is biased; the
+     generic term must use straight-through spikes (``estimator="spikes"``), or a custom term
+     may use the mixed estimator p_{t,i} z_{t−d,j} (``MixedCrossCorrelogramTerm``).
 3. ``estimator_check`` measures those claims: the mean of T over many sampled trials (the
-   truth) against T on probabilities, and against the mixed estimator p_{t,i} z_{t−d,j}.
-4. ``jax.grad`` of the composed objective with respect to all parameters (encoder and
-   network): finite and non-zero for every leaf.
-5. A short ``train.fit`` on the correlogram term (plus the coactivity term) moves the
-   model's correlogram toward the data's; the dissimilarity is measured before and after on
-   fresh free simulations with a fixed key (sampled spikes: no estimator question there).
+   truth) against T on probabilities, and against the mixed estimator; and how often the
+   straight-through pseudo-derivative is non-zero.
+4. ``jax.grad`` of the composed objective, written with ``losses.sample_and_measure``, with
+   respect to all parameters (encoder and network): finite and non-zero for every leaf.
+5. A short ``train.fit`` moves the model's correlogram (and coactivity distribution) toward
+   the data's; the dissimilarities are measured before and after on fresh free simulations
+   with a fixed key (sampled spikes: no estimator question there).
 
-``main()`` returns every number it prints; ``tests/test_custom_statistic.py`` runs it at a
-tiny size and checks them.
+``main()`` returns every number it prints; ``tests/test_examples.py`` runs ``main(small=True)``
+and checks them.
 """
 
 from __future__ import annotations
@@ -223,26 +228,26 @@ def estimator_check(params, model, stimulus, key, statistic, num_trials):
 
     Returns:
       dict of relative errors ‖estimate − truth‖ / ‖truth‖ of the correlogram and of the
-      coactivity distribution, over ``num_trials`` free trials.
+      coactivity distribution over ``num_trials`` free trials, and the fraction of
+      (trial, bin, neuron) entries where the pseudo-derivative γ max(0, 1 − |ũ|) is non-zero
+      (the only entries through which a straight-through spike passes a gradient).
     """
     run = free_run(params, model, stimulus, key, num_trials)
     spikes, probabilities = run.spikes, run.probabilities
     truth = statistic(spikes)
 
-    def rel(estimate):
-        return float(jnp.linalg.norm(estimate - truth) / jnp.linalg.norm(truth))
+    def rel(estimate, reference):
+        return float(jnp.linalg.norm(estimate - reference) / jnp.linalg.norm(reference))
 
     coactivity = CoactivityDistribution()
-    coactivity_truth = coactivity(spikes)
+    scaled_voltage = run.logits / model.network.temperature
     return {
-        "ccg_rel_error_probabilities": rel(statistic(probabilities)),
+        "ccg_rel_error_probabilities": rel(statistic(probabilities), truth),
         "ccg_rel_error_mixed": rel(
-            mixed_cross_correlogram(probabilities, spikes, statistic.max_lag)
+            mixed_cross_correlogram(probabilities, spikes, statistic.max_lag), truth
         ),
-        "coactivity_rel_error_probabilities": float(
-            jnp.linalg.norm(coactivity(probabilities) - coactivity_truth)
-            / jnp.linalg.norm(coactivity_truth)
-        ),
+        "coactivity_rel_error_probabilities": rel(coactivity(probabilities), coactivity(spikes)),
+        "surrogate_nonzero_fraction": float(jnp.mean(jnp.abs(scaled_voltage) < 1.0)),
     }
 
 
@@ -272,132 +277,174 @@ def _leaf_report(grads) -> dict[str, tuple[bool, float]]:
 # 4. Everything together.
 
 
-def main(
-    *,
-    num_neurons: int = 8,
-    num_bins: int = 60,
-    num_trials: int = 32,
-    batch_size: int = 16,
-    image_size: int = 6,
-    max_lag: int = 3,
-    chain_weight: float = 0.8,
-    num_steps: int = 40,
-    learning_rate: float = 0.05,
-    check_trials: int = 512,
-    ccg_estimator: str = "spikes",
-    coactivity_weight: float = 0.03,
-    seed: int = 0,
-) -> dict:
+@dataclasses.dataclass(frozen=True)
+class ExampleConfig:
+    """Sizes and settings of the walk-through.
+
+    Attributes:
+      num_neurons: N (all visible).
+      num_bins: T bins per trial (one repeated white-noise movie).
+      num_trials: K recorded trials of the target.
+      batch_size: trials per training batch.
+      image_size: frames are image_size × image_size.
+      max_lag: L, lags 1..L of the correlogram.
+      chain_weight: the target's chain synapse i → i + 1 at delay 2 (units of u; ×β/v_thr =
+        2.5 logits per 1.0).
+      num_steps, learning_rate: the fit (Adam, ``train.fit``).
+      check_trials: free trials simulated for the estimator check and the dissimilarities.
+      ccg_estimator: the correlogram term of the fit: "mixed" (default: unbiased, exact
+        gradient through p_{t,i}), "spikes" (generic ``sample_and_measure`` on
+        straight-through samples) or "probabilities" (generic, biased for this statistic).
+      coactivity_weight: weight of the coactivity term (``sample_and_measure``, p).
+      seed: everything is a pure function of it.
+    """
+
+    num_neurons: int = 8
+    num_bins: int = 60
+    num_trials: int = 32
+    batch_size: int = 16
+    image_size: int = 6
+    max_lag: int = 3
+    chain_weight: float = 0.8
+    num_steps: int = 60
+    learning_rate: float = 0.02
+    check_trials: int = 512
+    ccg_estimator: str = "mixed"
+    coactivity_weight: float = 0.03
+    seed: int = 0
+
+
+# What tests/test_examples.py runs (about 5 s after compilation on 2 CPU cores).
+SMALL = {"num_bins": 40, "check_trials": 256}
+
+
+def main(small: bool = False, **overrides) -> dict:
     """Runs the walk-through and returns its numbers (see the module docstring).
 
-    Returns:
-      dict with the estimator check (relative errors), the gradient check (per leaf: finite,
-      max |g|), the correlogram dissimilarity before/after the fit (and with the target
-      itself, the noise floor), the firing rates and the wall time.
-    """
-    started = time.perf_counter()
-    key = jax.random.key(seed)
-    target_key, data_key, init_key, check_key, grad_key, eval_key = jax.random.split(key, 6)
-    model = make_model(num_neurons)
-    receptive_field, num_delays = model.receptive_field, model.network.num_delays
-    rng = np.random.default_rng(seed)
-    # One repeated movie of white-noise frames: clip for T bins has T + R − 1 frames.
-    stimulus = rng.uniform(size=(num_bins + receptive_field - 1, image_size, image_size))
-    stimulus = jnp.asarray(stimulus, jnp.float32)
-    target = make_target(target_key, model, stimulus.shape, chain_weight)
-    data = free_run(target, model, stimulus, data_key, num_trials).spikes  # [K, T, N]
+    Args:
+      small: the test size (``SMALL``: fewer bins and check trials).
+      **overrides: any field of ``ExampleConfig``.
 
-    ccg = CrossCorrelogram(max_lag)
-    objective = losses.compose(
-        {
-            "ccg": (1.0, correlogram_term(max_lag, ccg_estimator)),
-            "coactivity": (
-                coactivity_weight,
-                losses.sample_and_measure(CoactivityDistribution(), "mse"),
-            ),
-        }
-    )
+    Returns:
+      dict with the estimator check (relative errors, surrogate fraction), the gradient check
+      (per leaf: finite, max |g|) of the generic terms, the correlogram and coactivity
+      dissimilarities before/after the fit (and of the target itself: the noise floor), the
+      firing rates, the chain strength and the wall time.
+    """
+    config = dataclasses.replace(ExampleConfig(), **{**(SMALL if small else {}), **overrides})
+    started = time.perf_counter()
+    key = jax.random.key(config.seed)
+    target_key, data_key, init_key, check_key, grad_key, eval_key = jax.random.split(key, 6)
+    n = config.num_neurons
+    model = make_model(n)
+    receptive_field, num_delays = model.receptive_field, model.network.num_delays
+    rng = np.random.default_rng(config.seed)
+    # One repeated movie of white-noise frames: a clip for T bins has T + R − 1 frames.
+    size = config.image_size
+    stimulus = rng.uniform(size=(config.num_bins + receptive_field - 1, size, size))
+    stimulus = jnp.asarray(stimulus, jnp.float32)
+    target = make_target(target_key, model, stimulus.shape, config.chain_weight)
+    data = free_run(target, model, stimulus, data_key, config.num_trials).spikes  # [K, T, N]
+
+    ccg, coactivity = CrossCorrelogram(config.max_lag), CoactivityDistribution()
+    coactivity_term = losses.sample_and_measure(coactivity, "mse")  # unbiased on p
+
+    def objective_with(ccg_estimator):
+        return losses.compose(
+            {
+                "ccg": (1.0, correlogram_term(config.max_lag, ccg_estimator)),
+                "coactivity": (config.coactivity_weight, coactivity_term),
+            }
+        )
 
     # The estimator question, measured on the target (which has the strongest lag structure).
-    estimators = estimator_check(target, model, stimulus, check_key, ccg, check_trials)
+    estimators = estimator_check(target, model, stimulus, check_key, ccg, config.check_trials)
 
-    # jax.grad of the objective with respect to every parameter, at the initialisation.
+    # jax.grad of the generic objective (both terms through losses.sample_and_measure) with
+    # respect to every parameter, at the initialisation.
     params = rate_matched_init(init_key, model, stimulus, data)
-    zero_history = np.zeros((batch_size, num_delays, num_neurons), np.float32)
+    zero_history = np.zeros((config.batch_size, num_delays, n), np.float32)
 
     def make_batch(trials):
         return batching.Batch(stimulus=stimulus, spikes=data[trials], history=zero_history)
 
-    def loss(p, batch, key):
+    def loss(p, objective, batch, key):
         return train.objective_loss(p, model, objective, batch, key)
 
     (total, terms), grads = jax.value_and_grad(loss, has_aux=True)(
-        params, make_batch(np.arange(batch_size)), grad_key
+        params, objective_with("spikes"), make_batch(np.arange(config.batch_size)), grad_key
     )
     gradient_check = _leaf_report(grads)
 
     # A short fit: train.fit with trial batches drawn from the K data trials.
     def batches(position):
-        for trials in batching.TrialBatcher(np.arange(num_trials), batch_size, seed, position):
+        batcher = batching.TrialBatcher(
+            np.arange(config.num_trials), config.batch_size, config.seed, position
+        )
+        for trials in batcher:
             yield make_batch(trials)
 
-    data_ccg = ccg(data)
-    before = measured_dissimilarity(params, model, stimulus, eval_key, ccg, data_ccg, check_trials)
     result = train.fit(
         model=model,
         params=params,
-        objective=objective,
+        objective=objective_with(config.ccg_estimator),
         batches=batches,
         config=train.TrainConfig(
-            num_steps=num_steps, learning_rate=learning_rate, log_every=num_steps, seed=seed
+            num_steps=config.num_steps,
+            learning_rate=config.learning_rate,
+            log_every=config.num_steps,
+            seed=config.seed,
         ),
         log=lambda line: None,
     )
     fitted = result.state.params
-    after = measured_dissimilarity(fitted, model, stimulus, eval_key, ccg, data_ccg, check_trials)
-    floor = measured_dissimilarity(target, model, stimulus, eval_key, ccg, data_ccg, check_trials)
-    fitted_spikes = free_run(fitted, model, stimulus, eval_key, check_trials).spikes
+
+    def dissimilarity(p, statistic):
+        return measured_dissimilarity(
+            p, model, stimulus, eval_key, statistic, statistic(data), config.check_trials
+        )
+
+    fitted_spikes = free_run(fitted, model, stimulus, eval_key, config.check_trials).spikes
+    data_ccg, fitted_ccg = ccg(data), ccg(fitted_spikes)
+    chain = [((i + 1) % n, i) for i in range(n)]  # C_2[i + 1, i]: i fired 2 bins earlier
     return {
+        "config": dataclasses.asdict(config),
         "initial_loss": float(total),
         "initial_terms": {name: float(v) for name, v in terms.items()},
         "estimator_check": estimators,
         "gradient_check": gradient_check,
-        "ccg_dissimilarity_before": before,
-        "ccg_dissimilarity_after": after,
-        "ccg_dissimilarity_target": floor,
+        "ccg_dissimilarity_before": dissimilarity(params, ccg),
+        "ccg_dissimilarity_after": dissimilarity(fitted, ccg),
+        "ccg_dissimilarity_target": dissimilarity(target, ccg),
+        "coactivity_dissimilarity_before": dissimilarity(params, coactivity),
+        "coactivity_dissimilarity_after": dissimilarity(fitted, coactivity),
+        "coactivity_dissimilarity_target": dissimilarity(target, coactivity),
         "data_rate": float(data.mean()),
         "fitted_rate": float(fitted_spikes.mean()),
-        "data_ccg_chain_lag2": float(
-            np.mean([data_ccg[1, (i + 1) % num_neurons, i] for i in range(num_neurons)])
-        ),
-        "fitted_ccg_chain_lag2": float(
-            np.mean([ccg(fitted_spikes)[1, (i + 1) % num_neurons, i] for i in range(num_neurons)])
-        ),
-        "target_chain_weight": float(chain_weight),
+        "data_ccg_chain_lag2": float(np.mean([data_ccg[1, i, j] for i, j in chain])),
+        "fitted_ccg_chain_lag2": float(np.mean([fitted_ccg[1, i, j] for i, j in chain])),
+        "target_chain_weight": float(config.chain_weight),
         "initial_chain_weight": _chain_weight(params),
         "fitted_chain_weight": _chain_weight(fitted),
         "seconds": time.perf_counter() - started,
     }
 
 
-def compare_estimators(steps=(40, 200), estimators=("spikes", "probabilities", "mixed")):
-    """The correlogram fit with each model-side estimator: {estimator: {steps: numbers}}."""
-    keys = (
-        "ccg_dissimilarity_before",
-        "ccg_dissimilarity_after",
-        "ccg_dissimilarity_target",
-        "fitted_ccg_chain_lag2",
-        "data_ccg_chain_lag2",
-        "fitted_chain_weight",
-    )
+def compare_estimators(estimators=("mixed", "spikes", "probabilities"), seeds=(0, 1, 2), **kw):
+    """The fit with each correlogram estimator: {estimator: [after / before, one per seed]}."""
     table = {}
     for estimator in estimators:
-        for num_steps in steps:
-            numbers = main(num_steps=num_steps, ccg_estimator=estimator)
-            table.setdefault(estimator, {})[num_steps] = {k: numbers[k] for k in keys}
+        for seed in seeds:
+            numbers = main(ccg_estimator=estimator, seed=seed, **kw)
+            ratio = numbers["ccg_dissimilarity_after"] / numbers["ccg_dissimilarity_before"]
+            table.setdefault(estimator, []).append(ratio)
     return table
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
-    print(json.dumps(compare_estimators(), indent=2))
+    import sys
+
+    small = "--small" in sys.argv[1:]
+    print(json.dumps(main(small=small), indent=2))
+    if "--compare" in sys.argv[1:]:
+        print(json.dumps(compare_estimators(**(SMALL if small else {})), indent=2))

@@ -11,7 +11,7 @@ from rsnn_jax import study
 _SCALE = flags.DEFINE_enum("scale", "small", ["small", "paper"], "Study size.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Runs and data sets.")
 _RESULTS = flags.DEFINE_string("results", "docs/results.md", "Markdown report to write.")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Fit seeds.")
+_SEEDS = flags.DEFINE_list("seeds", None, "Fit seeds (default: the scale's, 2 small / 3 paper).")
 _PARTS = flags.DEFINE_list("parts", ["v1", "hidden", "retina"], "Parts to run.")
 _STEPS = flags.DEFINE_integer("steps", None, "Override the training steps of every run.")
 
@@ -19,13 +19,15 @@ _STEPS = flags.DEFINE_integer("steps", None, "Override the training steps of eve
 def main(argv):
     del argv
     try:
-        seeds = tuple(int(s) for s in _SEEDS.value)
+        seeds = tuple(int(s) for s in _SEEDS.value) if _SEEDS.value else None
     except ValueError:
         raise app.UsageError(f"--seeds={','.join(_SEEDS.value)}: expected integers") from None
     unknown = set(_PARTS.value) - {"v1", "hidden", "retina"}
     if unknown:
         raise app.UsageError(f"--parts: unknown {sorted(unknown)}; use v1, hidden, retina")
-    overrides = dict(seeds=seeds, parts=tuple(_PARTS.value), results=_RESULTS.value or None)
+    overrides = dict(parts=tuple(_PARTS.value), results=_RESULTS.value or None)
+    if seeds:
+        overrides.update(seeds=seeds)
     if _STEPS.value:
         overrides.update(steps=_STEPS.value, retina_steps=_STEPS.value)
     make = study.StudyConfig.paper if _SCALE.value == "paper" else study.StudyConfig.small

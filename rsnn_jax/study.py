@@ -68,19 +68,19 @@ class StudyConfig:
 
     workdir: str
     results: str | None = "docs/results.md"
-    seeds: tuple = (0, 1, 2)
+    seeds: tuple = (0, 1)
     data_seed: int = 100
-    steps: int = 300
-    retina_steps: int = 300
+    steps: int = 200
+    retina_steps: int = 200
     num_visible: int = 40
-    num_frames: int = 300
+    num_frames: int = 200
     num_trials: int = 90
     image_size: int = 27
     target_hidden: int = 160
-    hidden_sizes: tuple = (0, 20, 80)
+    hidden_sizes: tuple = (0, 40)
     conv_features: tuple = (8, 16)
     batch_size: int = 20
-    retina_unrepeated_s: float = 20.0
+    retina_unrepeated_s: float = 10.0
     retina_repeated_s: float = 1.5
     retina_repeats: int = 30
     multistep_steps: int = 30
@@ -95,6 +95,7 @@ class StudyConfig:
     @classmethod
     def paper(cls, workdir: str, **overrides) -> StudyConfig:
         values = dict(
+            seeds=(0, 1, 2),
             steps=5000,
             retina_steps=5000,
             num_visible=69,

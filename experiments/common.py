@@ -70,6 +70,12 @@ def define_flags(**defaults) -> None:
         "Built-in data: trials per repeated movie (default: generator's).",
     )
     flags.DEFINE_integer("eval_trials", None, "Simulated trials per held-out movie.")
+    flags.DEFINE_integer(
+        "devices",
+        1,
+        "Data-parallel training: split each batch's trials over this many local devices "
+        "(1 = no sharding, 0 = all); the batch size must be a multiple of it.",
+    )
     flags.DEFINE_list("conv_features", ["16", "32"], "CNN filters per spatial layer.")
     flags.DEFINE_string(
         "condition", d.get("condition"), "Keep only movies whose name starts with this."
@@ -129,6 +135,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         eval_trials=FLAGS.eval_trials,
         conv_features=features,
         condition=FLAGS.condition or None,
+        num_devices=FLAGS.devices,
     )
     if FLAGS.cache_dir:
         kwargs["cache_dir"] = FLAGS.cache_dir
@@ -158,6 +165,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
             clamp_until=config.clamp_until,
             **experiment.objective_options(config),
         )
+        experiment.training_mesh(config)
     except ValueError as err:
         _fail(str(err).splitlines()[0])
     return config

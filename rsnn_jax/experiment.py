@@ -24,7 +24,7 @@ import h5py
 import jax
 import numpy as np
 
-from rsnn_jax import encoders, losses, metrics, network, plots, train
+from rsnn_jax import encoders, losses, metrics, network, parallel, plots, train
 from rsnn_jax import model as model_lib
 from rsnn_jax.data import batching, recording, synthetic
 
@@ -60,6 +60,8 @@ class ExperimentConfig:
         "moving_bars" in a retina recording: the paper fits each stimulus separately);
         None keeps all.
       psth_smoothing_ms: boxcar window of the smoothed PSTH correlation (at least one bin).
+      num_devices: data-parallel training over this many local devices (trials split over
+        them, see ``rsnn_jax.parallel``); 1 = no sharding, 0 = all local devices.
     """
 
     kind: str
@@ -91,6 +93,7 @@ class ExperimentConfig:
     conv_features: tuple = (16, 32)
     condition: str | None = None
     psth_smoothing_ms: float = 20.0
+    num_devices: int = 1
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -103,6 +106,8 @@ class ExperimentConfig:
         for name in positive + ("clip_bins", "num_starts", "num_movies", "temporal_kernel"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_devices < 0:
+            raise ValueError(f"--devices must be >= 0 (0 = all), got {self.num_devices}")
         if self.num_hidden < 0 or self.target_hidden < 0:
             raise ValueError("--hidden and --target_hidden must be >= 0")
         if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
@@ -119,6 +124,29 @@ def objective_options(config: ExperimentConfig) -> dict:
         "dataset": "synthetic" if config.kind == "synthetic" else "v1",
         "num_delays": config.num_delays,
     }
+
+
+def training_mesh(config: ExperimentConfig) -> jax.sharding.Mesh | None:
+    """The device mesh of data-parallel training (None for ``num_devices == 1``).
+
+    Raises:
+      ValueError: if the devices do not exist or the training batch (K, or K_m × K_t clips)
+        cannot be split evenly over them.
+    """
+    if config.num_devices == 1:
+        return None
+    mesh = parallel.make_mesh(config.num_devices)
+    num_devices = mesh.devices.size
+    if config.kind == "retina":
+        trials, flag = config.num_starts * config.num_movies, "--num_starts × --num_movies"
+    else:
+        trials, flag = config.batch_size, "--batch_size"
+    if trials % num_devices:
+        raise ValueError(
+            f"--devices: {flag} = {trials} trials per batch cannot be split evenly over "
+            f"{num_devices} devices; use a multiple of {num_devices}"
+        )
+    return mesh
 
 
 # --------------------------------------------------------------------------- data
@@ -448,6 +476,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     init_key, eval_key = jax.random.split(jax.random.key(config.seed))
     stimulus_shape = first.stimulus.shape[-3:]
     params = model_lib.init_model(init_key, model, stimulus_shape)
+    mesh = training_mesh(config)
     train_config = train.TrainConfig(
         num_steps=config.num_steps,
         learning_rate=config.learning_rate,
@@ -462,6 +491,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         f"{config.kind}: {data.num_neurons} visible + {config.num_hidden} hidden neurons, "
         f"loss {config.loss} { {k: round(float(v), 6) for k, v in objective.weights.items()} }, "
         f"passes {objective.passes}, {config.num_steps} steps"
+        + ("" if mesh is None else f", trials split over {mesh.devices.size} devices")
     )
     result = train.fit(
         model=model,
@@ -473,6 +503,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         validation=_validation_batch(config, data, model),
         resume=config.resume,
         log=log,
+        mesh=mesh,
     )
     test = heldout_batches(data, model, "test")
     if not test:

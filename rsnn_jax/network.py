@@ -289,28 +289,39 @@ def _extended_spikes(history, spikes):
     return jnp.concatenate([jnp.transpose(history[:, ::-1], (1, 0, 2)), spikes], axis=0)
 
 
+def _lagged(extended, delay, num_bins):
+    """z_{t−d} for every bin: [T, B, N] rows ``D − d .. D − d + T`` of ``extended``."""
+    num_delays = extended.shape[0] - num_bins
+    return jax.lax.dynamic_slice_in_dim(extended, num_delays - delay, num_bins, axis=0)
+
+
 def _recurrent_input(weights, extended, num_bins):
     """Σ_d z_{t−d} · W_d for all bins at once: [T, B, N] from chronological ``extended``
     [D + T, B, N] and weights [D·N, N]. One matmul per delay over contiguous time slices
-    (time-major), so no [T, D·N] lagged copy is built."""
+    (time-major), so no [T, D·N] lagged copy is built; a loop over the delays (not D
+    independent products) keeps a single [T, B, N] accumulator alive: unrolled, XLA
+    schedules all D products before their sum, D times the memory at long T."""
     num_delays = extended.shape[0] - num_bins
     n = extended.shape[-1]
-    total = None
-    for d in range(1, num_delays + 1):
-        term = extended[num_delays - d : num_delays - d + num_bins] @ weights[(d - 1) * n : d * n]
-        total = term if total is None else total + term
-    return total
+    per_delay = weights.reshape(num_delays, n, n)
+
+    def add_delay(index, total):
+        return total + _lagged(extended, index + 1, num_bins) @ per_delay[index]
+
+    initial = jnp.zeros((num_bins,) + extended.shape[1:-1] + (n,), weights.dtype)
+    return jax.lax.fori_loop(0, num_delays, add_delay, initial)
 
 
 def _weight_gradient(extended, grad, num_delays):
     """∂L/∂W = Σ_{t,b} h_{t,b}ᵀ g_{t,b} as D matmuls contracting time and trials together:
-    [D·N, N] from chronological ``extended`` [D + T, B, N] and g = ∂L/∂u [T, B, N]."""
-    num_bins = grad.shape[0]
-    blocks = [
-        jnp.einsum("tbi,tbj->ij", extended[num_delays - d : num_delays - d + num_bins], grad)
-        for d in range(1, num_delays + 1)
-    ]
-    return jnp.concatenate(blocks, axis=0)
+    [D·N, N] from chronological ``extended`` [D + T, B, N] and g = ∂L/∂u [T, B, N]. One
+    delay at a time (``lax.map``), so that only one delay's operands are laid out at once."""
+    num_bins, n = grad.shape[0], grad.shape[-1]
+
+    def block(delay):
+        return jnp.einsum("tbi,tbj->ij", _lagged(extended, delay, num_bins), grad)
+
+    return jax.lax.map(block, jnp.arange(1, num_delays + 1)).reshape(num_delays * n, n)
 
 
 class _ScanOptions(NamedTuple):

@@ -28,6 +28,7 @@ import numpy as np
 import optax
 
 from rsnn_jax import model as model_lib
+from rsnn_jax import parallel
 
 CLIP_MODES = ("per_variable", "global")
 
@@ -147,14 +148,14 @@ def _all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves))
 
 
-def make_train_step(
+def train_step_function(
     model: model_lib.Model, optimizer: optax.GradientTransformation, remat: bool = False
 ) -> Callable:
-    """Builds the jitted step ``(state, objective, batch, key) -> (state, terms, finite)``.
+    """The pure (unjitted) step ``(state, objective, batch, key) -> (state, terms, finite)``.
 
-    ``objective`` is an argument (a pytree whose weights are array leaves), so changing loss
-    weights does not recompile. If the loss or any gradient is not finite, the returned state
-    is the input state (the update is not applied) and ``finite`` is False.
+    ``make_train_step`` jits it; ``ensemble.make_ensemble_step`` vmaps it over models. If the
+    loss or any gradient is not finite, the returned state is the input state (the update is
+    not applied) and ``finite`` is False.
     """
 
     def train_step(state: TrainState, objective, batch, key: jax.Array):
@@ -169,7 +170,28 @@ def make_train_step(
         new_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, state)
         return new_state, dict(terms, total=total), finite
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    return train_step
+
+
+def make_train_step(
+    model: model_lib.Model,
+    optimizer: optax.GradientTransformation,
+    remat: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
+) -> Callable:
+    """Builds the jitted step ``(state, objective, batch, key) -> (state, terms, finite)``.
+
+    ``objective`` is an argument (a pytree whose weights are array leaves), so changing loss
+    weights does not recompile. The input state is donated. See ``train_step_function``.
+
+    With a ``mesh`` (``parallel.make_mesh``) the step is data-parallel: pass a batch placed by
+    ``parallel.shard_batch`` and a state placed by ``parallel.replicate``; the returned state
+    and terms are replicated on every device of the mesh.
+    """
+    step = train_step_function(model, optimizer, remat)
+    if mesh is None:
+        return jax.jit(step, donate_argnums=(0,))
+    return jax.jit(step, donate_argnums=(0,), out_shardings=parallel.replicated(mesh))
 
 
 def make_eval_step(model: model_lib.Model, remat: bool = False) -> Callable:
@@ -279,6 +301,7 @@ def fit(
     validation=None,
     resume: bool = False,
     log: Callable[[str], None] | None = None,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> FitResult:
     """Trains ``params`` on ``objective`` with Adam.
 
@@ -293,6 +316,10 @@ def fit(
       validation: a batch of validation trials for model selection / early stopping.
       resume: continue from ``workdir/checkpoints/latest.msgpack`` if it exists.
       log: progress printer (default: print to stdout).
+      mesh: data-parallel training over this device mesh (``parallel.make_mesh``): each
+        training batch's trials are split over the devices (K must be a multiple of their
+        number), parameters and optimiser state are replicated. The validation batch is
+        split too when its trial count allows it, and replicated otherwise. None: one device.
 
     Returns:
       FitResult.
@@ -303,7 +330,7 @@ def fit(
     """
     log = log or (lambda line: print(line, flush=True))
     optimizer = make_optimizer(config)
-    train_step = make_train_step(model, optimizer, config.remat)
+    train_step = make_train_step(model, optimizer, config.remat, mesh)
     eval_step = make_eval_step(model, config.remat)
     # The step donates its input state: copy so that the caller's arrays stay valid.
     state = init_train_state(jax.tree.map(jnp.copy, params), optimizer)
@@ -325,6 +352,15 @@ def fit(
         log(f"resumed from {latest} at step {int(state.step)}")
     elif workdir and metrics_path and os.path.exists(metrics_path):
         os.remove(metrics_path)  # a fresh run does not append to an old run's log
+    if mesh is not None:
+        state = parallel.replicate(state, mesh)
+        if validation is not None:
+            divisible = np.shape(validation.spikes)[0] % mesh.devices.size == 0
+            validation = (
+                parallel.shard_batch(validation, mesh)
+                if divisible
+                else parallel.replicate(validation, mesh)
+            )
     best_params = jax.tree.map(jnp.copy, state.params)
     if best_path and os.path.exists(best_path) and resume:
         best_state, best_info = load_checkpoint(best_path, state)
@@ -339,6 +375,8 @@ def fit(
     terms = {}
     for step in range(start_step, config.num_steps):
         batch = next(iterator)
+        if mesh is not None:
+            batch = parallel.shard_batch(batch, mesh)
         new_state, terms, finite = train_step(state, objective, batch, step_key(config.seed, step))
         if not bool(finite):
             where = f"; the last good checkpoint {latest} is intact" if latest else ""

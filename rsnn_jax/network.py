@@ -303,7 +303,7 @@ def _recurrent_input(weights, extended, num_bins):
     schedules all D products before their sum, D times the memory at long T."""
     num_delays = extended.shape[0] - num_bins
     n = extended.shape[-1]
-    per_delay = weights.reshape(num_delays, n, n)
+    per_delay = jnp.asarray(weights).reshape(num_delays, n, n)
 
     def add_delay(index, total):
         return total + _lagged(extended, index + 1, num_bins) @ per_delay[index]
@@ -421,7 +421,8 @@ def _simulate_core(params, config, drive, noise, recorded, clamp, history, *, pa
     """B trials, time-major: drive [T, N] (shared) or [T, B, N], noise [T, B, N], recorded
     [T, B, N_V] or None, clamp bool [T], history [B, D, N] in delay order → (spikes, logits),
     each [T, B, N]."""
-    weights = params.recurrent_weights.reshape(-1, config.num_neurons)
+    # jnp: NumPy parameters (e.g. a loaded target) must be indexable by traced delays.
+    weights = jnp.asarray(params.recurrent_weights).reshape(-1, config.num_neurons)
     if parallel:
         spikes, scaled_voltage = _clamped_parallel(config, weights, drive, recorded, history)
     else:

@@ -358,3 +358,16 @@ def test_hand_written_vjp_equals_autodiff_through_a_step_loop(num_hidden, clamp_
     # Not vacuous: the recurrent weights and the history receive gradient through spikes.
     assert np.any(np.asarray(grads[0].recurrent_weights) != 0)
     assert np.any(np.asarray(grads[3]) != 0)
+
+
+@pytest.mark.parametrize("clamp_until", [None, 5])
+def test_numpy_parameters_give_the_same_run(clamp_until):
+    # A target loaded from a file holds NumPy arrays; every path (the parallel clamped one
+    # loops over delays with a traced index) must accept them.
+    config, params, features, noise, recorded, history = _setup(4, 0)
+    as_numpy = jax.tree.map(np.asarray, params)
+    kwargs = dict(config=config, noise=noise, recorded=recorded, initial_history=history)
+    out = network.simulate(as_numpy, features, clamp_until=clamp_until, **kwargs)
+    ref = network.simulate(params, features, clamp_until=clamp_until, **kwargs)
+    np.testing.assert_array_equal(out.spikes, ref.spikes)
+    np.testing.assert_array_equal(out.logits, ref.logits)

@@ -2,7 +2,10 @@
 
 python -m experiments.study --scale=small      # a 2-core CPU
 python -m experiments.study --scale=paper      # the paper's sizes (a GPU)
+python -m experiments.study --from_json=docs/results/study.json   # re-render the report
 """
+
+import json
 
 from absl import app, flags
 
@@ -14,10 +17,28 @@ _RESULTS = flags.DEFINE_string("results", "docs/results.md", "Markdown report to
 _SEEDS = flags.DEFINE_list("seeds", None, "Fit seeds (default: the scale's, 2 small / 3 paper).")
 _PARTS = flags.DEFINE_list("parts", ["v1", "hidden", "retina"], "Parts to run.")
 _STEPS = flags.DEFINE_integer("steps", None, "Override the training steps of every run.")
+_FROM_JSON = flags.DEFINE_string(
+    "from_json",
+    None,
+    "Regenerate --results (tables, figures) from a saved study.json without fitting anything.",
+)
 
 
 def main(argv):
     del argv
+    if _FROM_JSON.value:
+        try:
+            with open(_FROM_JSON.value) as f:
+                results = json.load(f)
+        except (OSError, json.JSONDecodeError) as error:
+            raise app.UsageError(f"--from_json={_FROM_JSON.value}: {error}") from None
+        if not {"config", "parts", "wall_seconds"} <= set(results):
+            raise app.UsageError(
+                f"--from_json={_FROM_JSON.value}: not a study.json (needs config, parts, "
+                "wall_seconds)"
+            )
+        print(study.write_report(results, _RESULTS.value))
+        return
     try:
         seeds = tuple(int(s) for s in _SEEDS.value) if _SEEDS.value else None
     except ValueError:

@@ -96,3 +96,76 @@ def matrix_comparison(
     axes[2].set_ylabel("model")
     axes[2].set_title("pairs i ≠ j" + ("" if r2 is None else f", R² = {r2:.2f}"), fontsize=9)
     return _save(fig, path)
+
+
+def objective_comparison(
+    rows: dict[str, dict[str, list[float]]],
+    metrics_to_plot: list[tuple[str, str]],
+    path: str,
+    ceiling: dict[str, float] | None = None,
+) -> str:
+    """One panel per metric: mean ± standard deviation over seeds for each objective.
+
+    Args:
+      rows: ``{objective: {metric: [value per seed]}}``.
+      metrics_to_plot: ``(metric key, panel title)`` pairs.
+      ceiling: optional ``{metric: value}`` drawn as a dashed line (the target's own score).
+    """
+    names = list(rows)
+    fig, axes = plt.subplots(1, len(metrics_to_plot), figsize=(3.4 * len(metrics_to_plot), 3.0))
+    axes = np.atleast_1d(axes)
+    x = np.arange(len(names))
+    for ax, (key, title) in zip(axes, metrics_to_plot):
+        values = [np.asarray(rows[n][key], float) for n in names]
+        ax.errorbar(
+            x, [v.mean() for v in values], yerr=[v.std() for v in values], fmt="o", capsize=3
+        )
+        for i, v in enumerate(values):
+            ax.plot(np.full(v.shape, i), v, ".", color="0.6", ms=4)
+        if ceiling and key in ceiling:
+            ax.axhline(ceiling[key], ls="--", c="k", lw=0.8, label="target")
+            ax.legend(fontsize=7)
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=7)
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def hidden_sweep(rows: list[dict], path: str) -> str:
+    """NC R² and connectivity R² against the number of fitted hidden neurons, one line per
+    objective (Table S4's two columns). ``rows``: ``{"hidden", "loss", "nc_r2": [...],
+    "connectivity_r2": [...]}`` with one value per seed."""
+    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    for ax, key, title in zip(axes, ("nc_r2", "connectivity_r2"), ("NC R²", "connectivity R²")):
+        for label in ("mle", "method"):
+            group = [r for r in rows if (r["loss"] == "mle") == (label == "mle")]
+            if not group:
+                continue
+            hidden = [r["hidden"] for r in group]
+            values = [np.asarray(r[key], float) for r in group]
+            name = "mle" if label == "mle" else "hidden-neuron method"
+            ax.errorbar(
+                hidden,
+                [v.mean() for v in values],
+                yerr=[v.std() for v in values],
+                marker="o",
+                capsize=3,
+                label=name,
+            )
+        ax.set_xlabel("hidden neurons in the fitted model")
+        ax.set_title(title)
+    axes[0].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def multistep_curves(curves: dict[str, list[float]], baseline: list[float], path: str) -> str:
+    """Multi-step log-likelihood against Δt (Fig. S3): one line per objective, and the
+    PSTH-only baseline dashed. Values in bits per bin per neuron, Δt = 1, 2, …"""
+    fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    steps = np.arange(1, len(baseline) + 1)
+    for name, values in curves.items():
+        ax.plot(steps, values, label=name)
+    ax.plot(steps, baseline, "k--", label="PSTH baseline")
+    ax.set_xlabel("Δt (bins after clamping stops)")
+    ax.set_ylabel("log-likelihood (bits / bin / neuron)")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -16,6 +16,8 @@ not (seed 2: −0.012), so at this size only the PSTH effect is asserted. Both m
 above the untrained network (PSTH corr ≈ 0.06), which is asserted as well.
 """
 
+import json
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,83 @@ def test_format_results_quotes_every_number():
     assert "| mle | 0.600 ± 0.100 | 0.200 ± 0.100 | 0.200 ± 0.000 | 0.400 ± 0.000 |" in text
     assert "target (ceiling) | 0.900 | 0.800" in text
     assert "1.0 min" in text
+
+
+def _fake_results(retina_psth: float) -> dict:
+    """A study.json with all three parts; mle_psth_nc beats mle on PSTH correlation by far
+    more than the seed spread, and loses on NC R² by less than it."""
+    v1_row = lambda psth, nc: {  # noqa: E731
+        "psth_correlation": psth,
+        "nc_r2": nc,
+        "nc_r2_offset_invariant": [0.0, 0.0],
+        "bits_per_spike": [0.3, 0.3],
+        "ceiling": {"psth_correlation": 0.9, "nc_r2": 0.8, "bits_per_spike": 1.0},
+    }
+    retina_row = {
+        "psth_correlation": [retina_psth, retina_psth],
+        "psth_correlation_smoothed": [retina_psth, retina_psth],
+        "nc_r2": [0.1, 0.1],
+        "nc_r2_offset_invariant": [0.1, 0.1],
+        "bits_per_spike": [0.2, 0.2],
+        "multistep_model_bits": [-0.3, -0.2],
+        "multistep_baseline_bits": [-0.25, -0.25],
+        "ceiling": {"psth_correlation": 0.6, "psth_correlation_smoothed": 0.9, "nc_r2": 0.6},
+    }
+    hidden = {
+        f"{h}/{loss}": {
+            "hidden": h,
+            "loss": loss,
+            "nc_r2": [0.2, 0.2],
+            "connectivity_r2": [c, c],
+            "psth_correlation": [0.5, 0.5],
+        }
+        for h, loss, c in ((0, "mle", -1.0), (0, "m", -1.0), (4, "mle", -0.8), (4, "m", 0.1))
+    }
+    return {
+        "config": {
+            "scale": "small",
+            "seeds": [0, 1],
+            "num_visible": 4,
+            "num_frames": 10,
+            "num_trials": 12,
+            "conv_features": [4, 8],
+            "steps": 3,
+            "target_hidden": 8,
+            "retina_steps": 3,
+            "multistep_steps": 2,
+        },
+        "wall_seconds": 60.0,
+        "parts": {
+            "v1": {
+                "mle": v1_row([0.50, 0.52], [0.10, 0.30]),
+                "mle_psth_nc": v1_row([0.60, 0.62], [0.05, 0.25]),
+            },
+            "hidden": hidden,
+            "retina": {"mle": retina_row, "mle_single_trial_nc": retina_row},
+        },
+    }
+
+
+def test_write_report_writes_figures_and_json_it_regenerates_from(tmp_path):
+    results = _fake_results(retina_psth=0.05)
+    path = study.write_report(results, str(tmp_path / "results.md"))
+    text = open(path).read()
+    for name in ("v1_objectives.png", "hidden_sweep.png", "retina_multistep.png"):
+        assert (tmp_path / "results" / name).stat().st_size > 1000
+        assert f"](results/{name})" in text
+    with open(tmp_path / "results" / "study.json") as f:
+        assert study.format_results(json.load(f)) == study.format_results(results)
+    # Verdicts follow the numbers: +0.10 PSTH gain against a spread of 0.02 is reproduced;
+    # −0.05 NC R² against a spread of 0.2 is inconclusive; connectivity −1.0 → 0.1 rises.
+    assert "mle_psth_nc − mle = +0.100 → reproduced" in text
+    assert "mle_psth_nc − mle = -0.050 → within the seed spread" in text
+    assert "-1.000 → 0.100 (+1.100) → reproduced" in text
+    # Multi-step: above the baseline for 1 of 2 Δt, not all of the first bins.
+    assert "above for 1 of 2 Δt → **not reproduced**" in text
+    assert "has not learned the stimulus" in text
+
+
+def test_hypotheses_are_stated_only_when_the_numbers_show_them():
+    text = study.format_results(_fake_results(retina_psth=0.8))
+    assert "has not learned the stimulus" not in text
+    assert "Every fitted model's NC R² is below half" in text

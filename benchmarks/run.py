@@ -370,6 +370,18 @@ def _xla_flops(compiled) -> float | None:
     return None if not cost or "flops" not in cost else float(cost["flops"])
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (ru_maxrss: KiB on Linux, B on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -429,7 +441,8 @@ def run_train_case(case: Case, profile: bool, trace_dir: str | None) -> dict:
     flops = flop_counts(case, objective.passes, objective)
     result = _summary(case, times, compile_seconds, compiled, flops)
     result["loss"] = float(terms["total"])
-    if profile:
+    # The large case's parts would each take minutes more; its step time is the figure.
+    if profile and "large" not in case.groups:
         result["profile"] = profile_parts(case, model, objective, batch, state.params, optimizer)
     return result
 
@@ -614,7 +627,9 @@ def markdown(results: dict) -> str:
     meta = results["meta"]
     matmul = meta["matmul"]
     lines = [
-        f"device: {meta['device']} ({meta['platform']}, {meta['num_cpus']} CPUs), "
+        f"device: {meta['device']} ({meta['platform']}, {meta['num_cpus']} CPUs"
+        f"{', ' + meta['cpu_model'] if meta.get('cpu_model') else ''}"
+        f"{', ' + meta['date'] if meta.get('date') else ''}), "
         f"jax {meta['jax_version']}; matmul reference {matmul['size']}×{matmul['size']} "
         f"float32: {_fmt(matmul['flops_per_s'] / 1e9)} GFLOP/s"
         + (" — SMOKE sizes, not the paper's" if meta["smoke"] else ""),
@@ -732,6 +747,8 @@ def main(argv):
             num_devices=jax.local_device_count(),
             num_cpus=os.cpu_count(),
             machine=platform.machine(),
+            cpu_model=_cpu_model(),
+            date=time.strftime("%Y-%m-%d"),
             jax_version=jax.__version__,
             smoke=FLAGS.smoke,
             peak_rss_isolated=isolate,

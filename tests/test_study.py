@@ -85,23 +85,27 @@ def test_every_fit_learned_the_stimulus_response(tiny_study):
         assert np.isfinite(_test(report, "nc_r2"))
 
 
+# The study config fields the report quotes (tiny values).
+_CONFIG = {
+    "scale": "small",
+    "seeds": [0, 1],
+    "num_visible": 4,
+    "num_frames": 10,
+    "num_trials": 12,
+    "conv_features": [4, 8],
+    "steps": 3,
+    "target_hidden": 8,
+    "retina_steps": 3,
+    "retina_unrepeated_s": 1.0,
+    "retina_repeated_s": 0.5,
+    "retina_repeats": 6,
+    "multistep_steps": 2,
+}
+
+
 def test_format_results_quotes_every_number():
     results = {
-        "config": {
-            "scale": "small",
-            "seeds": [0, 1],
-            "num_visible": 4,
-            "num_frames": 10,
-            "num_trials": 12,
-            "conv_features": [4, 8],
-            "steps": 3,
-            "target_hidden": 8,
-            "retina_steps": 3,
-            "retina_unrepeated_s": 1.0,
-            "retina_repeated_s": 0.5,
-            "retina_repeats": 6,
-            "multistep_steps": 2,
-        },
+        "config": _CONFIG,
         "wall_seconds": 60.0,
         "parts": {
             "v1": {
@@ -152,18 +156,7 @@ def _fake_results(retina_psth: float) -> dict:
         for h, loss, c in ((0, "mle", -1.0), (0, "m", -1.0), (4, "mle", -0.8), (4, "m", 0.1))
     }
     return {
-        "config": {
-            "scale": "small",
-            "seeds": [0, 1],
-            "num_visible": 4,
-            "num_frames": 10,
-            "num_trials": 12,
-            "conv_features": [4, 8],
-            "steps": 3,
-            "target_hidden": 8,
-            "retina_steps": 3,
-            "multistep_steps": 2,
-        },
+        "config": _CONFIG,
         "wall_seconds": 60.0,
         "parts": {
             "v1": {

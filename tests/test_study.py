@@ -13,7 +13,9 @@ lr 3e-3, fit seeds 0–4; held-out PSTH correlation / NC R², mle vs mle_psth_nc
 
 The PSTH-correlation gain was positive for every seed (+0.008 to +0.024); the NC R² gain was
 not (seed 2: −0.012), so at this size only the PSTH effect is asserted. Both models are far
-above the untrained network (PSTH corr ≈ 0.06), which is asserted as well.
+above the untrained network (PSTH corr ≈ 0.06), which is asserted as well. Because the gain
+was positive for each seed on its own, CI fits one seed (0, gain +0.024) to keep the suite
+within its time budget; `SEEDS` takes more.
 """
 
 import json
@@ -24,7 +26,9 @@ import pytest
 from rsnn_jax import experiment, study
 from rsnn_jax.data import recording, synthetic
 
-SEEDS = (0, 1)
+SEEDS = (0,)
+# With pytest-xdist (`--dist loadgroup`), the tests sharing the fitted study run in one worker.
+pytestmark = pytest.mark.xdist_group("tiny_study")
 STEPS = 400
 
 

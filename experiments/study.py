@@ -32,7 +32,7 @@ def main(argv):
                 results = json.load(f)
         except (OSError, json.JSONDecodeError) as error:
             raise app.UsageError(f"--from_json={_FROM_JSON.value}: {error}") from None
-        if not {"config", "parts", "wall_seconds"} <= set(results):
+        if not isinstance(results, dict) or not {"config", "parts", "wall_seconds"} <= set(results):
             raise app.UsageError(
                 f"--from_json={_FROM_JSON.value}: not a study.json (needs config, parts, "
                 "wall_seconds)"

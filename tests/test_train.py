@@ -104,7 +104,7 @@ def test_per_variable_clipping_matches_numpy():
     np.testing.assert_allclose(g["a"], np.array([3.0, 4.0]) / total, rtol=1e-6)
 
 
-def _fit(tmp_path, num_steps, resume=False, batches=None, **kwargs):
+def _fit(tmp_path, num_steps, resume=False, batches=None, objective=None, **kwargs):
     m = _model()
     params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
     config = train.TrainConfig(
@@ -125,7 +125,7 @@ def _fit(tmp_path, num_steps, resume=False, batches=None, **kwargs):
     return train.fit(
         model=m,
         params=params,
-        objective=_objective("mle_psth_nc"),
+        objective=objective or _objective("mle_psth_nc"),
         batches=batches or default_batches,
         config=config,
         workdir=str(tmp_path),
@@ -176,6 +176,17 @@ def test_nan_in_data_stops_with_message_and_intact_checkpoint(tmp_path):
 
     with pytest.raises(train.TrainingDiverged, match="diverged at step 2.*intact"):
         _fit(tmp_path, 6, resume=True, batches=poisoned)
+    assert latest.read_bytes() == saved
+
+
+def test_nan_loss_stops_with_message_and_intact_checkpoint(tmp_path):
+    _fit(tmp_path, 2)
+    latest = tmp_path / "checkpoints" / "latest.msgpack"
+    saved = latest.read_bytes()
+    # Clean data, but a loss term whose value is NaN (here through its weight).
+    poisoned = _objective("mle_psth_nc").with_weights(nc=float("nan"))
+    with pytest.raises(train.TrainingDiverged, match="diverged at step 2.*intact"):
+        _fit(tmp_path, 6, resume=True, objective=poisoned)
     assert latest.read_bytes() == saved
 
 

@@ -135,22 +135,22 @@ def hidden_sweep(rows: list[dict], path: str) -> str:
     objective (Table S4's two columns). ``rows``: ``{"hidden", "loss", "nc_r2": [...],
     "connectivity_r2": [...]}`` with one value per seed."""
     fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    groups = {
+        "mle": [r for r in rows if r["loss"] == "mle"],
+        "hidden-neuron method": [r for r in rows if r["loss"] != "mle"],
+    }
     for ax, key, title in zip(axes, ("nc_r2", "connectivity_r2"), ("NC R²", "connectivity R²")):
-        for label in ("mle", "method"):
-            group = [r for r in rows if (r["loss"] == "mle") == (label == "mle")]
-            if not group:
-                continue
-            hidden = [r["hidden"] for r in group]
+        for name, group in groups.items():
             values = [np.asarray(r[key], float) for r in group]
-            name = "mle" if label == "mle" else "hidden-neuron method"
-            ax.errorbar(
-                hidden,
-                [v.mean() for v in values],
-                yerr=[v.std() for v in values],
-                marker="o",
-                capsize=3,
-                label=name,
-            )
+            if values:
+                ax.errorbar(
+                    [r["hidden"] for r in group],
+                    [v.mean() for v in values],
+                    yerr=[v.std() for v in values],
+                    marker="o",
+                    capsize=3,
+                    label=name,
+                )
         ax.set_xlabel("hidden neurons in the fitted model")
         ax.set_title(title)
     axes[0].legend(fontsize=7)

@@ -27,9 +27,14 @@ def define_flags(**defaults) -> None:
         learning_rate=1e-3,
         num_delays=9,
         eval_every=50,
-        patience=None,
+        patience=8,
         target_hidden=0,
         data_trials=None,
+        schedule="warmup_cosine",
+        warmup_steps=50,
+        weight_decay=0.0,
+        init_biases=True,
+        warm_start_iterations=100,
     )
     d.update(defaults)
     flags.DEFINE_string("data", None, "HDF5 recording (docs/data.md); default: built-in synthetic.")
@@ -43,7 +48,33 @@ def define_flags(**defaults) -> None:
     flags.DEFINE_integer("hidden", d["hidden"], "Hidden neurons of the fitted network.")
     flags.DEFINE_integer("steps", d["steps"], "Training steps.")
     flags.DEFINE_integer("batch_size", d["batch_size"], "Trials per batch (trial batches).")
-    flags.DEFINE_float("learning_rate", d["learning_rate"], "Adam learning rate.")
+    flags.DEFINE_float("learning_rate", d["learning_rate"], "Adam's peak learning rate.")
+    flags.DEFINE_enum(
+        "schedule",
+        d["schedule"],
+        list(train.SCHEDULES),
+        "Learning rate: linear warm-up then cosine decay to --final_lr_fraction, or constant "
+        "(the paper's).",
+    )
+    flags.DEFINE_integer("warmup_steps", d["warmup_steps"], "Warm-up steps (warmup_cosine).")
+    flags.DEFINE_float(
+        "final_lr_fraction", 0.1, "Last step's learning rate over the peak (warmup_cosine)."
+    )
+    flags.DEFINE_float(
+        "weight_decay", d["weight_decay"], "L2 penalty on every weight array (0: none)."
+    )
+    flags.DEFINE_integer(
+        "warm_start_iterations",
+        d["warm_start_iterations"],
+        "L-BFGS iterations of the clamped-MLE readout solve before training (0: none; "
+        "skipped with hidden neurons).",
+    )
+    flags.DEFINE_bool(
+        "init_biases",
+        d["init_biases"],
+        "Start each neuron at its training-data firing rate (--noinit_biases: zero biases, "
+        "as the paper's code).",
+    )
     flags.DEFINE_integer("seed", 0, "Seed of initialisation, batches, noise and built-in data.")
     flags.DEFINE_bool("resume", False, "Continue from <workdir>/checkpoints/latest.msgpack.")
     flags.DEFINE_integer("eval_every", d["eval_every"], "Steps between validation evaluations.")
@@ -52,7 +83,7 @@ def define_flags(**defaults) -> None:
     flags.DEFINE_integer(
         "patience",
         d["patience"],
-        "Early stop after this many evaluations without validation improvement (default: never).",
+        "Early stop after this many evaluations without validation improvement (0: never).",
     )
     flags.DEFINE_enum(
         "clip_mode",
@@ -127,7 +158,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         eval_every=FLAGS.eval_every,
         checkpoint_every=FLAGS.checkpoint_every,
         log_every=FLAGS.log_every,
-        patience=FLAGS.patience,
+        patience=FLAGS.patience or None,
         clip_mode=FLAGS.clip_mode,
         num_delays=FLAGS.num_delays,
         target_hidden=FLAGS.target_hidden,
@@ -136,6 +167,12 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         conv_features=features,
         condition=FLAGS.condition or None,
         num_devices=FLAGS.devices,
+        schedule=FLAGS.schedule,
+        warmup_steps=FLAGS.warmup_steps,
+        final_lr_fraction=FLAGS.final_lr_fraction,
+        weight_decay=FLAGS.weight_decay,
+        init_biases=FLAGS.init_biases,
+        warm_start_iterations=FLAGS.warm_start_iterations,
     )
     if FLAGS.cache_dir:
         kwargs["cache_dir"] = FLAGS.cache_dir
@@ -152,6 +189,14 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
             _fail(f"--{name}={FLAGS[name].value}: must be >= 1")
     if not FLAGS.learning_rate > 0:
         _fail(f"--learning_rate={FLAGS.learning_rate}: must be > 0")
+    if FLAGS.warm_start_iterations < 0:
+        _fail(f"--warm_start_iterations={FLAGS.warm_start_iterations}: must be >= 0")
+    if FLAGS.warmup_steps < 0:
+        _fail(f"--warmup_steps={FLAGS.warmup_steps}: must be >= 0")
+    if FLAGS.weight_decay < 0:
+        _fail(f"--weight_decay={FLAGS.weight_decay}: must be >= 0")
+    if not 0 <= FLAGS.final_lr_fraction <= 1:
+        _fail(f"--final_lr_fraction={FLAGS.final_lr_fraction}: must be in [0, 1]")
     if FLAGS.hidden < 0:
         _fail(f"--hidden={FLAGS.hidden}: must be >= 0")
     try:

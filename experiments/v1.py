@@ -5,7 +5,11 @@
 
 Without --data, the built-in V1-like synthetic data set (69 neurons, 27×27 movie of 650
 frames at 40 ms, 120 trials, no hidden neurons in the target) is generated once and cached.
-Defaults from Table S2: batch 20 trials, learning rate 1e-3, d_max = 9.
+Defaults: batch 20 trials and d_max = 9 (Table S2); biases from the training rates, a
+100-iteration L-BFGS solve of the clamped likelihood, then Adam with a 50-step warm-up to a
+peak learning rate of 3e-3 and a cosine decay, early stopping after 8 evaluations without
+improvement (docs/convergence.md). The paper's setting: --learning_rate=1e-3
+--schedule=constant --noinit_biases --warm_start_iterations=0 --patience=0.
 """
 
 from absl import app
@@ -16,7 +20,7 @@ common.define_flags(
     loss="mle_psth_nc",
     steps=500,
     batch_size=20,
-    learning_rate=1e-3,
+    learning_rate=3e-3,
     num_delays=9,
     workdir="workdir/v1",
 )

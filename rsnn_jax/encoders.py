@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def receptive_field_of(encoder: nn.Module) -> int:
@@ -90,6 +91,31 @@ class V1Encoder(nn.Module):
         return SpatialCNN(self.features, self.kernel_size)(stacked)
 
 
+def raised_cosine_temporal_init(key, shape, dtype=jnp.float32) -> jax.Array:
+    """A smooth temporal filter bank: raised-cosine bumps, evenly spaced in log-lag.
+
+    The classic GLM basis of retinal temporal filters (Pillow et al., Nature 2008): narrow
+    bumps at short lags, wide at long lags, which together span smooth biphasic filters. As a
+    start for the learned filters it replaces white-noise taps that carry no temporal
+    structure. Each filter has unit L2 norm (the norm of a lecun-normal filter of this size).
+
+    Args:
+      key: unused (the basis is deterministic), kept for the Flax initialiser signature.
+      shape: the temporal Conv kernel's (taps R, 1, filters); tap k has lag R − 1 − k.
+    """
+    del key
+    taps, _, num_filters = shape
+    offset = 10.0  # bins: sets how fast the bumps widen with lag
+    lag = np.arange(taps)[::-1]  # tap k → lag R − 1 − k
+    warped = np.log(lag + offset)
+    centres = np.linspace(np.log(offset), np.log(0.8 * taps + offset), num_filters)
+    spacing = centres[1] - centres[0] if num_filters > 1 else warped.max() - warped.min()
+    phase = np.clip((warped[:, None] - centres) * np.pi / (2 * spacing), -np.pi, np.pi)
+    bumps = 0.5 * (1 + np.cos(phase))
+    bumps /= np.maximum(np.linalg.norm(bumps, axis=0), 1e-12)
+    return jnp.asarray(bumps[:, None, :], dtype)
+
+
 class RetinaEncoder(nn.Module):
     """The retina encoder of appendix B: a causal temporal convolution, then ``SpatialCNN``.
 
@@ -101,11 +127,15 @@ class RetinaEncoder(nn.Module):
     ``[H, W, temporal_filters]`` image per bin, goes through ``SpatialCNN`` (conv 7×7 + ReLU,
     max-pool 3/2, twice, then flatten): F = ceil(H/4)·ceil(W/4)·32.
 
+    The temporal filters start as ``raised_cosine_temporal_init`` (``smooth_temporal_init``;
+    False: Flax's lecun-normal white-noise taps).
+
     Call: stimulus float32 [T + temporal_kernel − 1, H, W] → features float32 [T, F].
     """
 
     temporal_kernel: int = 300
     temporal_filters: int = 16
+    smooth_temporal_init: bool = True
     features: Sequence[int] = (16, 32)
     kernel_size: int = 7
 
@@ -119,8 +149,17 @@ class RetinaEncoder(nn.Module):
         frames, height, width = stimulus.shape
         num_bins = frames - self.temporal_kernel + 1
         pixels = stimulus.reshape(frames, height * width).T[..., None]  # [H·W, T', 1]
+        init = (
+            raised_cosine_temporal_init
+            if self.smooth_temporal_init
+            else nn.initializers.lecun_normal()
+        )
         filtered = nn.Conv(
-            self.temporal_filters, (self.temporal_kernel,), padding="VALID", name="temporal"
+            self.temporal_filters,
+            (self.temporal_kernel,),
+            padding="VALID",
+            kernel_init=init,
+            name="temporal",
         )(pixels)  # [H·W, T, filters]
         images = filtered.reshape(height, width, num_bins, self.temporal_filters)
         images = images.transpose(2, 0, 1, 3)  # [T, H, W, filters]

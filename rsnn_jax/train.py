@@ -31,6 +31,7 @@ from rsnn_jax import model as model_lib
 from rsnn_jax import parallel
 
 CLIP_MODES = ("per_variable", "global")
+SCHEDULES = ("warmup_cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +40,15 @@ class TrainConfig:
 
     Attributes:
       num_steps: total number of training steps.
-      learning_rate: Adam step size (Tables S2, S3, S5).
+      learning_rate: Adam's peak step size (the paper's constant rate in Tables S2, S3, S5 is
+        1e-3 to 1.5e-3; Adam moves a weight by about this much per step).
+      schedule: "warmup_cosine" (linear warm-up over ``warmup_steps`` from 0 to
+        ``learning_rate``, then a cosine decay to ``final_lr_fraction`` × it at
+        ``num_steps``) or "constant" (the paper's setting).
+      warmup_steps: length of the warm-up (warmup_cosine only).
+      final_lr_fraction: learning rate at the last step over the peak (warmup_cosine only).
+      weight_decay: L2 penalty λ on every weight array (not biases or encoder biases): the
+        gradient of (λ/2)·‖w‖² is added before clipping and Adam. 0 disables it.
       clip_norm: gradient clipping threshold (1.0 as the official code).
       clip_mode: "per_variable" clips each parameter array's gradient to ``clip_norm`` (what
         the official code's Keras ``Adam(clipnorm=...)`` does in TF 2.3); "global" clips the
@@ -54,6 +63,10 @@ class TrainConfig:
 
     num_steps: int = 1000
     learning_rate: float = 1e-3
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.1
+    weight_decay: float = 0.0
     clip_norm: float = 1.0
     clip_mode: str = "per_variable"
     eval_every: int = 50
@@ -66,6 +79,14 @@ class TrainConfig:
     def __post_init__(self):
         if self.clip_mode not in CLIP_MODES:
             raise ValueError(f"TrainConfig.clip_mode must be one of {CLIP_MODES}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}")
+        if self.warmup_steps < 0 or self.weight_decay < 0:
+            raise ValueError("TrainConfig.warmup_steps and weight_decay must be >= 0")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(
+                f"TrainConfig.final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}"
+            )
         for name in ("num_steps", "eval_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -93,14 +114,40 @@ def _clip_each(max_norm: float) -> optax.GradientTransformation:
     return optax.stateless(lambda updates, params=None: jax.tree.map(clip, updates))
 
 
+def make_schedule(config: TrainConfig) -> optax.Schedule:
+    """The learning rate as a function of the step (see ``TrainConfig.schedule``)."""
+    if config.schedule == "constant":
+        return optax.constant_schedule(config.learning_rate)
+    warmup = min(config.warmup_steps, config.num_steps - 1)
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0,
+        peak_value=config.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=config.num_steps,
+        end_value=config.learning_rate * config.final_lr_fraction,
+    )
+
+
+def _is_weight(path, leaf) -> bool:
+    """Weight arrays (matrices, kernels) get the L2 penalty; biases (1-D) do not."""
+    return jnp.ndim(leaf) >= 2
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam (ε = 1e-7 as Keras) after gradient clipping (see ``TrainConfig.clip_mode``)."""
+    """Adam (ε = 1e-7 as Keras) after the L2 gradient and gradient clipping (see
+    ``TrainConfig.clip_mode``), with the step size of ``make_schedule``."""
     clip = (
         _clip_each(config.clip_norm)
         if config.clip_mode == "per_variable"
         else optax.clip_by_global_norm(config.clip_norm)
     )
-    return optax.chain(clip, optax.adam(config.learning_rate, eps=1e-7))
+    parts = []
+    if config.weight_decay:
+        # Added to the gradient (an L2 penalty on the loss), not decoupled as in AdamW.
+        mask = lambda params: jax.tree_util.tree_map_with_path(_is_weight, params)  # noqa: E731
+        parts.append(optax.add_decayed_weights(config.weight_decay, mask))
+    parts += [clip, optax.adam(make_schedule(config), eps=1e-7)]
+    return optax.chain(*parts)
 
 
 def init_train_state(
@@ -275,6 +322,7 @@ class FitResult:
       history: one dict per evaluation (also written to ``metrics.jsonl``).
       stopped_early: whether patience ran out.
       seconds: wall time of the loop, compilation included.
+      convergence: ``convergence_report`` of the run.
     """
 
     state: TrainState
@@ -284,6 +332,65 @@ class FitResult:
     history: list[dict]
     stopped_early: bool
     seconds: float
+    convergence: dict = dataclasses.field(default_factory=dict)
+
+
+def convergence_report(
+    history: list[dict],
+    *,
+    best_step: int,
+    steps_run: int,
+    num_steps: int,
+    stopped_early: bool,
+    window: int = 5,
+    tolerance: float = 1e-3,
+) -> dict:
+    """Did the fit converge? Judged on the validation loss of the last ``window`` evaluations.
+
+    The trend is the least-squares slope of the validation loss over those evaluations, per
+    100 steps and relative to its mean magnitude (negative: still falling). The fit counts as
+    plateaued when patience stopped it, when none of its last ``window`` evaluations improved
+    on the best one before them, or when the trend is flatter than −``tolerance`` (0.1 % per
+    100 steps by default).
+
+    Returns:
+      dict with steps_run, num_steps, best_step, stopped_early, evaluations,
+      evaluations_since_best, plateaued (bool, None without validation), trend_per_100_steps
+      and ``warning`` (a sentence, or None when the fit plateaued).
+    """
+    steps = np.array([h["step"] for h in history], float)
+    losses = np.array([h["validation"]["total"] for h in history], float)
+    since_best = int(np.sum(steps > best_step))
+    report = {
+        "steps_run": int(steps_run),
+        "num_steps": int(num_steps),
+        "best_step": int(best_step),
+        "stopped_early": bool(stopped_early),
+        "evaluations": len(history),
+        "evaluations_since_best": since_best,
+        "plateaued": None,
+        "trend_per_100_steps": None,
+        "warning": None,
+    }
+    if not len(history):
+        report["warning"] = "no validation data: convergence cannot be judged"
+        return report
+    tail_steps, tail = steps[-window:], losses[-window:]
+    if len(tail) >= 2:
+        slope = np.polyfit(tail_steps, tail, 1)[0]
+        report["trend_per_100_steps"] = float(100 * slope / max(np.mean(np.abs(tail)), 1e-12))
+    trend = report["trend_per_100_steps"]
+    flat = len(tail) >= max(window, 2) and trend is not None and trend > -tolerance
+    plateaued = stopped_early or (len(history) > window and since_best >= window) or flat
+    report["plateaued"] = bool(plateaued)
+    if not plateaued:
+        shown = "" if trend is None else f"; validation loss trend {100 * trend:+.2f} % per 100 steps"
+        report["warning"] = (
+            f"NOT CONVERGED: the step budget ({num_steps}) ended while the validation loss was "
+            f"still improving (best at step {best_step} of {steps_run}{shown}); "
+            "raise --steps"
+        )
+    return report
 
 
 def _floats(terms: dict) -> dict:
@@ -330,6 +437,7 @@ def fit(
     """
     log = log or (lambda line: print(line, flush=True))
     optimizer = make_optimizer(config)
+    schedule = make_schedule(config)
     train_step = make_train_step(model, optimizer, config.remat, mesh)
     eval_step = make_eval_step(model, config.remat)
     # The step donates its input state: copy so that the caller's arrays stay valid.
@@ -395,7 +503,13 @@ def fit(
             log(f"[{bar:<20}] step {done}/{config.num_steps} {shown} ({rate:.2f} steps/s)")
         if validation is not None and (done % config.eval_every == 0 or done == config.num_steps):
             values = _floats(eval_step(state.params, objective, validation, validation_key))
-            record = {"step": done, "train": _floats(terms), "validation": values}
+            record = {
+                "step": done,
+                "seconds": time.perf_counter() - started,
+                "learning_rate": float(schedule(done - 1)),
+                "train": _floats(terms),
+                "validation": values,
+            }
             history.append(record)
             if metrics_path:
                 with open(metrics_path, "a") as f:
@@ -448,6 +562,16 @@ def fit(
             break
     if validation is None:
         best_params, best_step = state.params, int(state.step)
+    convergence = convergence_report(
+        history,
+        best_step=best_step,
+        steps_run=int(state.step),
+        num_steps=config.num_steps,
+        stopped_early=stopped_early,
+        window=config.patience or 5,
+    )
+    if convergence["warning"]:
+        log(f"warning: {convergence['warning']}")
     return FitResult(
         state=state,
         best_params=best_params,
@@ -456,4 +580,5 @@ def fit(
         history=history,
         stopped_early=stopped_early,
         seconds=time.perf_counter() - started,
+        convergence=convergence,
     )

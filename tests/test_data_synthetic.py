@@ -179,3 +179,17 @@ def test_stimuli_generators():
     np.testing.assert_array_equal(board[0], board[19])
     bars = synthetic.moving_bars_movie(rng, 400, 8)
     assert bars.shape == (400, 8, 8) and (bars != 0.5).any()
+
+
+def test_retina_like_validation_movie_is_new_stimulus():
+    data = synthetic.make_retina_like(1, validation_s=0.8, **RETINA_TINY)
+    for condition in data.attrs["conditions"]:
+        name = f"{condition}_validation"
+        assert data.spikes[name].shape[0] == 1
+        assert list(data.splits["validation"][name]) == [0]
+        assert name not in data.splits["train"] and name not in data.splits["test"]
+        # Its stimulus is none of the training movies'.
+        for train_movie in data.splits["train"]:
+            other = data.stimuli[train_movie]
+            n = min(len(other), len(data.stimuli[name]))
+            assert not np.array_equal(other[:n], data.stimuli[name][:n])

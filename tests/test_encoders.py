@@ -75,3 +75,18 @@ def test_custom_encoder_defaults_to_frame_by_frame():
             return nn.Dense(3)(stimulus.reshape(stimulus.shape[0], -1))
 
     assert encoders.receptive_field_of(Mean()) == 1
+
+
+def test_raised_cosine_temporal_basis():
+    kernel = np.asarray(encoders.raised_cosine_temporal_init(None, (300, 1, 8)))[:, 0, :]
+    np.testing.assert_allclose(np.linalg.norm(kernel, axis=0), 1.0, rtol=1e-6)
+    assert np.all(kernel >= 0)
+    # Tap k has lag 299 − k: the first bump peaks at lag 0 (the last tap), later bumps at
+    # longer lags, and widen with lag.
+    peak_lags = 299 - np.argmax(kernel, axis=0)
+    assert peak_lags[0] == 0 and np.all(np.diff(peak_lags) > 0)
+    widths = (kernel > 0.5 * kernel.max(0)).sum(0)
+    assert np.all(np.diff(widths) >= 0) and widths[-1] > widths[0]
+    encoder = encoders.RetinaEncoder(temporal_kernel=300, temporal_filters=8)
+    variables = encoder.init(jax.random.key(0), jnp.zeros((301, 6, 6)))
+    np.testing.assert_array_equal(variables["params"]["temporal"]["kernel"][:, 0, :], kernel)

@@ -88,9 +88,16 @@ def test_experiment_module_writes_config_metrics_report_and_figures(module, data
     assert [r["step"] for r in records] == [2, 3]
     report = json.loads((workdir / "report.json").read_text())
     assert report["steps_run"] == 3
+    convergence = report["convergence"]
+    assert convergence["steps_run"] == 3 and convergence["best_step"] == report["best_step"]
+    assert convergence["plateaued"] is False and "NOT CONVERGED" in convergence["warning"]
+    assert "NOT CONVERGED" in result.stdout + result.stderr
+    assert set(report["start_test"]) == set(report["test"])  # after the data-informed start
     for values in report["test"].values():
         for name in ("psth_correlation", "nc_r2", "nc_r2_offset_invariant", "bits_per_spike"):
             assert name in values
+        # −(mean/std)² of the data's noise correlations: never above 0.
+        assert values["nc_r2_no_correlation"] <= 0
     figures = report["figures"]
     assert any("training" in f for f in figures) and any("raster" in f for f in figures)
     assert any("psth" in f for f in figures) and any("noise_correlation" in f for f in figures)

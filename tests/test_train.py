@@ -212,3 +212,69 @@ def test_early_stopping_keeps_best(tmp_path):
     assert result.stopped_early
     assert result.best_step <= int(result.state.step)
     assert result.best_validation == min(r["validation"]["total"] for r in result.history)
+
+
+def test_warmup_cosine_schedule_values():
+    config = train.TrainConfig(
+        num_steps=100, learning_rate=4e-3, schedule="warmup_cosine", warmup_steps=10,
+        final_lr_fraction=0.25,
+    )
+    schedule = train.make_schedule(config)
+    peak, end = 4e-3, 1e-3
+    assert float(schedule(0)) == 0.0
+    np.testing.assert_allclose(float(schedule(5)), peak / 2, rtol=1e-6)  # linear warm-up
+    np.testing.assert_allclose(float(schedule(10)), peak, rtol=1e-6)
+    # Cosine from the peak at step 10 to `end` at step 100: half-way at step 55.
+    np.testing.assert_allclose(float(schedule(55)), end + (peak - end) / 2, rtol=1e-5)
+    np.testing.assert_allclose(float(schedule(100)), end, rtol=1e-6)
+    constant = train.make_schedule(train.TrainConfig(learning_rate=4e-3))
+    assert float(constant(0)) == float(constant(999)) == np.float32(4e-3)
+
+
+def test_weight_decay_adds_l2_gradient_to_weights_only():
+    params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
+    zero = jax.tree.map(jnp.zeros_like, params)
+    config = train.TrainConfig(weight_decay=0.5, clip_norm=1e9)
+    decay = optax.add_decayed_weights(0.5, lambda p: jax.tree_util.tree_map_with_path(
+        train._is_weight, p))
+    updates, _ = decay.update(zero, decay.init(params), params)
+    np.testing.assert_array_equal(updates["kernel"], 0.5 * np.ones((2, 2)))
+    np.testing.assert_array_equal(updates["bias"], np.zeros(2))
+    # Through the whole optimiser: only the weight moves when the loss gradient is zero.
+    optimizer = train.make_optimizer(config)
+    updates, _ = optimizer.update(zero, optimizer.init(params), params)
+    assert np.all(np.asarray(updates["kernel"]) < 0) and np.all(np.asarray(updates["bias"]) == 0)
+
+
+def _history(losses, every=10):
+    return [{"step": every * (i + 1), "validation": {"total": v}} for i, v in enumerate(losses)]
+
+
+def test_convergence_report_flags_a_run_still_improving():
+    losses_ = [5.0, 4.0, 3.0, 2.5, 2.0, 1.8, 1.6]
+    report = train.convergence_report(
+        _history(losses_), best_step=70, steps_run=70, num_steps=70, stopped_early=False
+    )
+    assert report["plateaued"] is False
+    assert report["trend_per_100_steps"] < 0
+    assert "NOT CONVERGED" in report["warning"] and "best at step 70" in report["warning"]
+    for field in ("steps_run", "num_steps", "best_step", "evaluations_since_best"):
+        assert field in report
+
+
+def test_convergence_report_accepts_a_plateau():
+    losses_ = [5.0, 3.0, 2.0, 2.1, 2.05, 2.2, 2.1, 2.3]  # best at step 30, then 5 worse
+    report = train.convergence_report(
+        _history(losses_), best_step=30, steps_run=80, num_steps=200, stopped_early=False
+    )
+    assert report["plateaued"] is True and report["warning"] is None
+    assert report["evaluations_since_best"] == 5
+
+
+def test_fit_reports_convergence(tmp_path):
+    result = _fit(tmp_path, 6)
+    report = result.convergence
+    assert report["steps_run"] == 6 and report["best_step"] == result.best_step
+    assert report["evaluations"] == len(result.history)
+    # 3 evaluations are fewer than the judging window: never called converged.
+    assert report["plateaued"] is False and report["warning"]

@@ -580,6 +580,7 @@ def make_retina_like(
     repeated_s: float = 1.5,
     num_repeats: int = 30,
     num_validation_repeats: int = 0,
+    validation_s: float = 0.0,
     bin_width_s: float = RETINA_BIN_WIDTH_S,
     checkerboard_frame_bins: int = 20,
     bars_frame_bins: int = 4,
@@ -598,9 +599,10 @@ def make_retina_like(
     ``checkerboard_frame_bins`` bins = 33 ms; ``"moving_bars"``: dark/bright bar sweeps in 8
     directions), three movies: ``<condition>_unrepeated`` (one trial of ``unrepeated_s``),
     ``<condition>_repeated_1`` and ``<condition>_repeated_2`` (``num_repeats`` trials of
-    ``repeated_s`` each). Split as in appendix A: train = unrepeated + repeated_1 (minus its
-    last ``num_validation_repeats`` repeats, which form a validation split), test =
-    repeated_2. Every movie's first ``max(R − 1, D)`` = 299 bins (0.5 s) only serve as
+    ``repeated_s`` each), and with ``validation_s`` > 0 ``<condition>_validation`` (one trial
+    of that many seconds of new stimulus). Split as in appendix A: train = unrepeated +
+    repeated_1 (minus its last ``num_validation_repeats`` repeats), test = repeated_2;
+    validation = the ``_validation`` movies and those held-out repeats. Every movie's first ``max(R − 1, D)`` = 299 bins (0.5 s) only serve as
     encoder context and history, so a 1.5 s repeated movie has 1 s of usable bins.
 
     Default sizes (CPU-friendly): 8×8 pixels, 2 conditions × (20 s + 2 × 30 × 1.5 s) =
@@ -631,15 +633,19 @@ def make_retina_like(
     scale = config.temperature / config.threshold
     unrepeated_bins = int(round(unrepeated_s / bin_width_s))
     repeated_bins = int(round(repeated_s / bin_width_s))
+    validation_bins = int(round(validation_s / bin_width_s))
     lead = context + burn_in_bins  # frames before a stored movie's bin 0
 
     movies = {}
     for condition in conditions:
-        for suffix, num_bins, trials in (
+        parts = [
             ("unrepeated", unrepeated_bins, 1),
             ("repeated_1", repeated_bins, num_repeats),
             ("repeated_2", repeated_bins, num_repeats),
-        ):
+        ]
+        if validation_bins:
+            parts.append(("validation", validation_bins, 1))
+        for suffix, num_bins, trials in parts:
             if condition == "checkerboard":
                 frames = checkerboard_movie(
                     rng, lead + num_bins, image_size, checkerboard_frame_bins
@@ -717,6 +723,12 @@ def make_retina_like(
         {name: s.shape[0] for name, s in spikes.items()},
         num_validation_repeats,
     )
+    if validation_bins:
+        # Model selection on stimulus the fit never trained on (not repeats of a training
+        # movie, which reward memorising that movie).
+        splits.setdefault("validation", {}).update(
+            {f"{c}_validation": np.arange(1) for c in conditions}
+        )
     attrs = {
         "source": "synthetic",
         "generator": "rsnn_jax.data.synthetic.make_retina_like",
@@ -726,6 +738,7 @@ def make_retina_like(
         "unrepeated_s": float(unrepeated_s),
         "repeated_s": float(repeated_s),
         "num_repeats": int(num_repeats),
+        "validation_s": float(validation_s),
         "burn_in_bins": int(burn_in_bins),
         "stimulus_gain": float(stimulus_gain),
         "median_rate": float(median_rate),

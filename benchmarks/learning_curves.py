@@ -14,9 +14,8 @@ import json
 import os
 import sys
 
-from absl import app, flags
-
 import matplotlib
+from absl import app, flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -1,4 +1,4 @@
-"""Flax stimulus encoders (SPEC §1.3; paper appendix B).
+"""Flax stimulus encoders (docs/model.md; paper appendix B).
 
 An encoder is any ``flax.linen.Module`` whose ``__call__`` maps one stimulus clip
 ``[T + R − 1, H, W]`` to features ``[T, F]``, where ``R = receptive_field`` is the number of

@@ -81,8 +81,7 @@ class ExperimentConfig:
         (``initialise.biases_from_rates``); False keeps the zero biases of the paper's code.
       warm_start_iterations: L-BFGS iterations of the clamped-MLE readout solve before the
         stochastic phase (``rsnn_jax.warm_start``); 0 skips it (always skipped with hidden
-        neurons). warm_start_clips: retina clips it solves on (trial batches use every
-        training trial).
+        neurons).
     """
 
     kind: str
@@ -121,7 +120,6 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     init_biases: bool = False
     warm_start_iterations: int = 0
-    warm_start_clips: int = 600
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -328,9 +326,10 @@ def _concatenate(batches: Iterator[batching.Batch], num_trials: int) -> batching
     return batching.Batch(*(np.concatenate(parts) for parts in zip(*chosen)))
 
 
-# Retina model selection uses this many clips (several batches: one batch of 30 clips is a
-# noisy estimate of the validation loss).
-_RETINA_VALIDATION_CLIPS = 120
+# Retina model selection uses this many batches of clips (one batch of 30 clips is a noisy
+# estimate of the validation loss), the warm start this many training batches.
+_RETINA_VALIDATION_BATCHES = 4
+_RETINA_WARM_START_BATCHES = 20
 
 
 def _validation_batch(config, data, model) -> batching.Batch | None:
@@ -358,7 +357,7 @@ def _validation_batch(config, data, model) -> batching.Batch | None:
     )
     return _concatenate(
         (batching.make_clip_batch(data, chosen, **common) for chosen in clips),
-        _RETINA_VALIDATION_CLIPS,
+        _RETINA_VALIDATION_BATCHES * config.num_starts * config.num_movies,
     )
 
 
@@ -373,7 +372,7 @@ def evaluate(
     num_trials: int | None = None,
     smoothing_bins: int | None = None,
 ) -> dict:
-    """Held-out metrics of SPEC §3 on one movie's trials (shared stimulus).
+    """Held-out metrics of docs/losses_and_metrics.md on one movie's trials (shared stimulus).
 
     The model is simulated freely from each recorded trial's history (``num_trials`` trials,
     default max(K, 100), cycling through the recorded histories) for the PSTH and
@@ -499,11 +498,14 @@ def _figures(config, data, model, result, best_eval, figdir) -> list[str]:
 
 
 def _init_biases(config, data, model, params, batches, key, log) -> model_lib.ModelParams:
-    """Biases from the training rates, measured on a few training batches (all trials'
-    rates, not one batch's: a batch of 20 trials is a noisy estimate for a rare neuron)."""
+    """Biases from the rates of every training trial (one batch of 20 trials is a noisy
+    estimate for a rare neuron), matched on the model's rates clamped to the first batch."""
     spikes = np.concatenate(
-        [np.asarray(data.spikes[m][t]).reshape(-1, data.num_neurons)
-         for m, t in data.splits["train"].items() if len(t)]
+        [
+            np.asarray(data.spikes[m][t]).reshape(-1, data.num_neurons)
+            for m, t in data.splits["train"].items()
+            if len(t)
+        ]
     )
     rates = initialise.data_rates(spikes, config.num_hidden)
     first = next(batches(0))
@@ -517,11 +519,13 @@ def _init_biases(config, data, model, params, batches, key, log) -> model_lib.Mo
 
 
 def _warm_start_batch(config, data, model, batches) -> batching.Batch:
-    """The training data as one batch: every training trial (trial batches), or
-    ``warm_start_clips`` clips from the first training batches (retina)."""
+    """The training data as one batch: every training trial (trial batches), or the clips of
+    the first 20 training batches (retina: 600 clips at K_m = 30, K_t = 1)."""
     if config.kind != "retina":
         return next(iter(heldout_batches(data, model, "train").values()))
-    return _concatenate(batches(0), config.warm_start_clips)
+    return _concatenate(
+        batches(0), _RETINA_WARM_START_BATCHES * config.num_starts * config.num_movies
+    )
 
 
 def _warm_start(config, data, model, params, batches, log) -> model_lib.ModelParams:
@@ -529,9 +533,11 @@ def _warm_start(config, data, model, params, batches, log) -> model_lib.ModelPar
     batch = _warm_start_batch(config, data, model, batches)
     before = float(
         warm_start.clamped_nll(
-            params.network, model,
+            params.network,
+            model,
             model_lib.encode(params, model, batch.stimulus, np.ndim(batch.stimulus) == 4),
-            batch.spikes, batch.history,
+            batch.spikes,
+            batch.history,
         )
     )
     params, values = warm_start.solve_readout(
@@ -546,7 +552,7 @@ def _warm_start(config, data, model, params, batches, log) -> model_lib.ModelPar
 
 
 def _connectivity(params, model, target) -> dict:
-    """Connectivity R² of the fitted visible block against the target (SPEC §3)."""
+    """Connectivity R² of the fitted visible block against the target (metrics docs)."""
     fitted = np.asarray(params.network.recurrent_weights)
     truth = np.asarray(target.params.network.recurrent_weights)
     r2 = float(metrics.connectivity_r2(fitted, truth, model.network.num_visible))
@@ -691,8 +697,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
             log(
                 f"  ground-truth target on the same trials: PSTH corr "
                 f"{truth['psth_correlation']:.3f} (smoothed "
-                f"{truth['psth_correlation_smoothed']:.3f}), NC R² {truth['nc_r2']:.3f}, bits/spike "
-                f"{truth['bits_per_spike']:.3f}"
+                f"{truth['psth_correlation_smoothed']:.3f}), NC R² {truth['nc_r2']:.3f}, "
+                f"bits/spike {truth['bits_per_spike']:.3f}"
             )
     if "connectivity_r2" in report:
         log(

@@ -1,4 +1,4 @@
-"""Loss terms, objectives as pytrees and the paper's presets (SPEC §2; appendix D).
+"""Loss terms, objectives as pytrees and the paper's presets (appendix D).
 
 Three layers:
 
@@ -13,7 +13,7 @@ Three layers:
   ``recorded.shape[-1]`` columns of the model outputs, hidden neurons the rest.
 * ``Objective``: a pytree whose leaves are the weights (float32 scalars) and whose static
   aux data are the terms; ``objective(outputs, recorded)`` returns the weighted total and
-  every term's unweighted value. ``make_objective`` builds the paper's presets (SPEC §2.3).
+  every term's unweighted value. ``make_objective`` builds the paper's presets.
 
 Cross-entropies are CE(π^D, π^φ) = −π^D log π^φ − (1 − π^D) log(1 − π^φ), as in the official
 code: the data entropy is not subtracted, so a perfect fit has a non-zero loss.
@@ -344,7 +344,7 @@ def nc_mse_loss(
       float32 scalar.
 
     References:
-      Official ``NoiseCorr_loss_MSE``/``get_delayed_covariance``; SPEC §2 (nc_mse).
+      Official ``NoiseCorr_loss_MSE``/``get_delayed_covariance`` (nc_mse).
     """
     recorded = statistics.as_signal(recorded, "recorded")
     model = statistics.as_signal(model, "model")
@@ -866,7 +866,7 @@ def _weight(name: str, value) -> jax.Array:
 
 @jax.tree_util.register_pytree_node_class
 class Objective:
-    """A weighted sum of loss terms (SPEC §2.3); a pytree.
+    """A weighted sum of loss terms (docs/losses_and_metrics.md); a pytree.
 
     The weights are float32 scalar leaves, so changing them (``with_weights``) keeps the same
     tree structure and a jitted step does not retrace; the terms are static aux data.
@@ -1006,14 +1006,14 @@ def make_objective(
     seed: int = 0,
     **options,
 ) -> Objective:
-    """The paper's objectives (SPEC §2.3), each weight overridable.
+    """The paper's objectives (docs/losses_and_metrics.md), each weight overridable.
 
     ============================  ==========================================================
     preset                        terms (default weights μ; source)
     ============================  ==========================================================
     ``mle``                       mle 1 (Table S2). With hidden neurons this is eq. 19.
     ``psth``                      psth 1 (Table S2).
-    ``mle_psth``                  mle 0.5, psth 0.5 (SPEC; the Table S2 row is garbled).
+    ``mle_psth``                  mle 0.5, psth 0.5 (our reading; the Table S2 row is garbled).
     ``psth_nc``                   psth 0.11, nc 0.89 (Table S2).
     ``mle_psth_nc``               mle 0.4, psth 0.1, nc 0.5 (V1, Table S2); with
                                   ``dataset="synthetic"``: mle 0.2, psth 0.1, nc 0.7
@@ -1021,7 +1021,7 @@ def make_objective(
     ``mle_psth_nc_mse``           mle 0.4, psth 0.1, nc_mse 50 (Table S2 = official
                                   defaults ``weight_GT``, ``weight_psth``, ``weight_NC``).
     ``mle_sm_h``, ``elbo_sm_h``   elbo 1, sm_h 1e-3 (Table S3; its μ_MLE cell is garbled,
-                                  SPEC fixes 1). sm_h reads the clamped pass (the only one
+                                  we use 1). sm_h reads the clamped pass (the only one
                                   run), as the official code does in that mode.
     ``mle_sm_h_psth_nc``          elbo 0.2, psth 0.1, nc 0.7, sm_h 1e-3 (Table S3); sm_h
                                   reads the free pass.

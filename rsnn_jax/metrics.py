@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §3; appendix C, tables S4 and S6, Fig. S3).
+"""Evaluation metrics (docs/losses_and_metrics.md; appendix C, tables S4 and S6, Fig. S3).
 
 All metrics are JAX functions (jit-friendly, run on the accelerator) that return JAX arrays;
 call ``float()`` or ``np.asarray`` on the result for reports. A metric is NaN exactly where it
@@ -100,7 +100,7 @@ def nc_r2(data_nc: jax.Array, model_nc: jax.Array, offset_invariant: bool = Fals
     """Coefficient of determination of the NC matrix over pairs i ≠ j (eq. 11).
 
     R² = 1 − Σ_{i≠j} (𝓜^D_ij − 𝓜^φ_ij)² / Σ_{i≠j} (𝓜^D_ij − 𝓜̄^D)², with 𝓜̄^D the mean over
-    the same pairs (eq. 11 writes the mean over all i, j; the SPEC restricts to i ≠ j, where
+    the same pairs (eq. 11 writes the mean over all i, j; we restrict to i ≠ j, where
     eq. 10 is defined). Pairs with a NaN entry in either matrix (neurons without variance)
     are left out.
 
@@ -253,7 +253,7 @@ def bits_per_spike(
       float32 [N] (NaN for a neuron without spikes) or a scalar.
 
     References:
-      SPEC §3 (field conventions); Pillow et al. (2008) for the unit.
+      docs/losses_and_metrics.md (field conventions); Pillow et al. (2008) for the unit.
     """
     model, null, spikes = _log_likelihoods(data_spikes, logits, rates)
     if per_neuron:
@@ -280,7 +280,7 @@ def mcfadden_r2(
       float32 [N] (NaN where log L_const = 0: a neuron that never or always fires) or scalar.
 
     References:
-      McFadden (1974); SPEC §3.
+      McFadden (1974); docs/losses_and_metrics.md.
     """
     model, null, _ = _log_likelihoods(data_spikes, logits, rates)
     if per_neuron:

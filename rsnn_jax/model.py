@@ -1,4 +1,4 @@
-"""Encoder + network for a batch of trials (SPEC §1.4; appendix B).
+"""Encoder + network for a batch of trials (docs/model.md; appendix B).
 
 One training step encodes the stimulus once and runs each simulation pass it needs once,
 reusing the features ("process the CNN once and simulate the RSNN twice"). Which passes are

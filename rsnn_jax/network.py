@@ -1,6 +1,6 @@
-"""Recurrent spiking network: parameters, initialisation, one step and ``simulate`` (SPEC §1).
+"""Recurrent spiking network: parameters, initialisation, one step and ``simulate`` (docs/model.md).
 
-One time bin (SPEC §1.1; paper eq. 1 and appendix B)::
+One time bin (docs/model.md; paper eq. 1 and appendix B)::
 
     u_t = W_in · f_t + Σ_{d=1..D} W_d · z_{t-d} + b
     ũ_t = (u_t − v_thr) / v_thr
@@ -108,7 +108,7 @@ class SimulationOutputs(NamedTuple):
 
 
 def init_params(key: jax.Array, config: NetworkConfig, num_features: int) -> NetworkParams:
-    """Initialises the network as in appendix B / SPEC §1.1.
+    """Initialises the network as in appendix B / docs/model.md.
 
     W_in ~ truncated normal with std 1/sqrt(F); recurrent weights ~ truncated normal with std
     1/sqrt(D·N); b = 0. "Truncated normal with std s" follows the official Keras initialiser:
@@ -209,7 +209,7 @@ def step(
     recorded: jax.Array | None = None,
     clamp: jax.Array | bool = False,
 ) -> tuple[jax.Array, SimulationOutputs]:
-    """Advances one trial by one bin (SPEC §1.1).
+    """Advances one trial by one bin (docs/model.md).
 
     Args:
       params: network parameters.
@@ -353,7 +353,7 @@ def _recurrent_scan_fwd(options, weights, drive, noise, recorded, clamp, history
 
 
 def _recurrent_scan_bwd(options, residuals, cotangents):
-    """Reverse-time recursion of the straight-through gradient (SPEC §1.2).
+    """Reverse-time recursion of the straight-through gradient (docs/model.md).
 
     With λ_t = ∂L/∂h_t (history entering bin t, [B, D, N]) and g_t = ∂L/∂u_t:
 
@@ -453,7 +453,7 @@ def simulate(
     initial_history: jax.Array | None = None,
     remat: bool = False,
 ) -> SimulationOutputs:
-    """Simulates one trial with one ``jax.lax.scan`` over time (SPEC §1.4).
+    """Simulates one trial with one ``jax.lax.scan`` over time (docs/model.md).
 
     Modes:
       * free: ``recorded=None``; every neuron runs on its own samples.

@@ -1,4 +1,4 @@
-"""Straight-through Bernoulli spike sampling (SPEC §1.2).
+"""Straight-through Bernoulli spike sampling (docs/model.md).
 
 Forward pass: a true Bernoulli sample ``z = 1[U < σ(β ũ)]`` with ``U ~ Uniform[0, 1)``.
 Backward pass: the pseudo-derivative of the official code,

@@ -1,4 +1,4 @@
-"""Summary statistics T(z) of spike trains, for losses and metrics (SPEC §2, §3).
+"""Summary statistics T(z) of spike trains, for losses and metrics (docs/losses_and_metrics.md).
 
 Every function takes a batch ``signal`` float32 [K, T, N] (trials, bins, neurons) that is
 either recorded/sampled spikes z ∈ {0, 1} or model spike probabilities p = σ(βũ) in [0, 1],

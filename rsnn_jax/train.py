@@ -384,7 +384,9 @@ def convergence_report(
     plateaued = stopped_early or (len(history) > window and since_best >= window) or flat
     report["plateaued"] = bool(plateaued)
     if not plateaued:
-        shown = "" if trend is None else f"; validation loss trend {100 * trend:+.2f} % per 100 steps"
+        shown = (
+            "" if trend is None else f"; validation loss trend {100 * trend:+.2f} % per 100 steps"
+        )
         report["warning"] = (
             f"NOT CONVERGED: the step budget ({num_steps}) ended while the validation loss was "
             f"still improving (best at step {best_step} of {steps_run}{shown}); "

@@ -1,4 +1,5 @@
-"""Shared NumPy oracles for the tests (written from SPEC formulas, independent of the package)."""
+"""Shared NumPy oracles for the tests (written from the model equations of docs/model.md,
+independent of the package)."""
 
 import numpy as np
 
@@ -21,7 +22,8 @@ def numpy_simulate(
     clamp_until=None,
     initial_history=None,
 ):
-    """SPEC §1.1 as a plain loop, with the official layout W[post, pre, slot], slot D-1 = delay 1.
+    """The network of docs/model.md as a plain loop, official layout W[post, pre, slot] (slot D-1 =
+    delay 1).
 
     The history buffer is chronological like the official one: buffer[:, -1] is the last bin.
     """

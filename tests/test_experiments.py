@@ -58,7 +58,13 @@ def _run(module, *flags):
     )
 
 
-COMMON = ("--steps=3", "--eval_every=2", "--log_every=1", "--conv_features=3,3")
+COMMON = (
+    "--steps=3",
+    "--eval_every=2",
+    "--log_every=1",
+    "--conv_features=3,3",
+    "--warm_start_iterations=3",
+)
 CASES = {
     "v1": ("v1", "--loss=mle_psth_nc_mse", "--batch_size=4"),
     "synthetic": ("v1", "--loss=mle_sm_h_psth_nc", "--hidden=2", "--batch_size=4"),

@@ -216,7 +216,10 @@ def test_early_stopping_keeps_best(tmp_path):
 
 def test_warmup_cosine_schedule_values():
     config = train.TrainConfig(
-        num_steps=100, learning_rate=4e-3, schedule="warmup_cosine", warmup_steps=10,
+        num_steps=100,
+        learning_rate=4e-3,
+        schedule="warmup_cosine",
+        warmup_steps=10,
         final_lr_fraction=0.25,
     )
     schedule = train.make_schedule(config)
@@ -235,8 +238,9 @@ def test_weight_decay_adds_l2_gradient_to_weights_only():
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
     zero = jax.tree.map(jnp.zeros_like, params)
     config = train.TrainConfig(weight_decay=0.5, clip_norm=1e9)
-    decay = optax.add_decayed_weights(0.5, lambda p: jax.tree_util.tree_map_with_path(
-        train._is_weight, p))
+    decay = optax.add_decayed_weights(
+        0.5, lambda p: jax.tree_util.tree_map_with_path(train._is_weight, p)
+    )
     updates, _ = decay.update(zero, decay.init(params), params)
     np.testing.assert_array_equal(updates["kernel"], 0.5 * np.ones((2, 2)))
     np.testing.assert_array_equal(updates["bias"], np.zeros(2))

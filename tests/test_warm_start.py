@@ -47,9 +47,7 @@ def test_lbfgs_reaches_the_newton_optimum():
     features = np.asarray(model.encode(params, m, batch.stimulus), np.float64)
     reference = _newton_optimum(features, batch.spikes.astype(float), batch.history.astype(float))
     solved, values = warm_start.solve_readout(params, m, batch, num_iterations=200)
-    start = float(
-        warm_start.clamped_nll(params.network, m, features, batch.spikes, batch.history)
-    )
+    start = float(warm_start.clamped_nll(params.network, m, features, batch.spikes, batch.history))
     assert start > reference + 0.05  # the start is far from the optimum
     assert values[-1] == pytest.approx(reference, abs=2e-4)
     assert all(b <= a + 1e-6 for a, b in zip(values, values[1:]))  # line search: monotone

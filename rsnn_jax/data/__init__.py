@@ -1,4 +1,4 @@
-"""Recordings: one HDF5 layout, importers, synthetic ground truth and batching (SPEC §4)."""
+"""Recordings: one HDF5 layout, importers, synthetic ground truth and batching (docs/data.md)."""
 
 from rsnn_jax.data.batching import (
     Batch,

@@ -1,4 +1,4 @@
-"""CRCNS pvc-11 importer (monkey V1, natural movie; SPEC §4, paper appendix A).
+"""CRCNS pvc-11 importer (monkey V1, natural movie; docs/data.md, paper appendix A).
 
 Inputs, as distributed by CRCNS (pvc-11, Smith & Kohn):
 

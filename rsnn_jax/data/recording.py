@@ -1,4 +1,4 @@
-"""One HDF5 layout for a multi-trial recording, its validator, reader and writer (SPEC §4).
+"""One HDF5 layout for a multi-trial recording, its validator, reader and writer (docs/data.md).
 
 A recording is a set of *movies*. Each movie has a stimulus with **one frame per time bin**
 (``stimulus[f]`` is the frame shown during bin f; importers resample frames onto the bin grid)

@@ -1,4 +1,4 @@
-"""Retina importer: binarised spike arrays in 1.667 ms bins, several movies (SPEC §4).
+"""Retina importer: binarised spike arrays in 1.667 ms bins, several movies (docs/data.md).
 
 The paper's retina data (25 OFF alpha ganglion cells; appendix A) are private, so the input
 format here is the plainest one that holds them: per movie, the stimulus frames, the

@@ -27,7 +27,7 @@ has, and the recording is sampled from them exactly as an experiment would recor
 * biases: calibrated (a few damped fixed-point iterations on free simulations) so that each
   neuron's mean firing probability per bin matches a target drawn from a log-normal (V1 at
   40 ms: median 0.1, in [0.03, 0.35]; retina at 1.667 ms: median 0.03, in [0.01, 0.08]);
-* sampling: free runs (SPEC §1.4) from a silent history; the first ``R − 1`` frames feed
+* sampling: free runs (docs/model.md) from a silent history; the first ``R − 1`` frames feed
   the encoder's context and a further burn-in of ``burn_in_bins`` bins is simulated and
   dropped, so the stored bins are a stationary sample and bins ≥ max(R − 1, D) of the
   stored movie are exactly what the target produces given the stored frames and history.
@@ -593,7 +593,7 @@ def make_retina_like(
     refractory_strength: float = 6.0,
     num_calibration_iterations: int = 6,
 ) -> Recording:
-    """A retina-like synthetic recording (SPEC §4; the paper's retina setting, scaled down).
+    """A retina-like synthetic recording (docs/data.md; the paper's retina setting, scaled down).
 
     Per stimulus condition (``"checkerboard"``: binary checks, a new frame every
     ``checkerboard_frame_bins`` bins = 33 ms; ``"moving_bars"``: dark/bright bar sweeps in 8
@@ -602,11 +602,13 @@ def make_retina_like(
     ``repeated_s`` each), and with ``validation_s`` > 0 ``<condition>_validation`` (one trial
     of that many seconds of new stimulus). Split as in appendix A: train = unrepeated +
     repeated_1 (minus its last ``num_validation_repeats`` repeats), test = repeated_2;
-    validation = the ``_validation`` movies and those held-out repeats. Every movie's first ``max(R − 1, D)`` = 299 bins (0.5 s) only serve as
-    encoder context and history, so a 1.5 s repeated movie has 1 s of usable bins.
+    validation = the ``_validation`` movies and those held-out repeats. Every movie's first
+    ``max(R − 1, D)`` = 299 bins (0.5 s) only serve as encoder context and history, so a
+    1.5 s repeated movie has 1 s of usable bins.
 
     Default sizes (CPU-friendly): 8×8 pixels, 2 conditions × (20 s + 2 × 30 × 1.5 s) =
-    130 s of 25 cells at 1.667 ms. The paper's sizes are arguments (e.g.
+    130 s of 25 cells at 1.667 ms; the experiments' built-in data set uses 300 s unrepeated
+    and a 20 s validation movie per condition. The paper's sizes are arguments (e.g.
     ``unrepeated_s=1080, repeated_s=5, num_repeats=120``).
 
     The target is ``RetinaEncoder(temporal_kernel)`` (hand-set biphasic ON/OFF temporal

@@ -6,22 +6,35 @@
 Each run is a workdir of ``python -m experiments.<kind>``: its ``metrics.jsonl`` gives the
 validation loss against step and against training wall time (the ``seconds`` field), its
 ``report.json`` the held-out metrics of the selected model. Prints a Markdown table of those.
+
+With ``--heldout``, the runs must have been trained with ``--keep_checkpoints``: every kept
+checkpoint is evaluated on the test trials (bits/spike, smoothed PSTH correlation, NC R², as in
+report.json) and the figure shows those against step, with the ground-truth target's values
+dashed; the values go to ``<workdir>/heldout_curve.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import glob
 import json
 import os
 import sys
 
+import flax.serialization
+import jax
 import matplotlib
 from absl import app, flags
+
+from rsnn_jax import experiment
+from rsnn_jax import model as model_lib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 flags.DEFINE_string("runs", None, "Comma-separated label=workdir pairs.", required=True)
 flags.DEFINE_string("out", None, "PNG file of the figure.", required=True)
+flags.DEFINE_bool("heldout", False, "Evaluate each kept checkpoint on the test trials.")
 FLAGS = flags.FLAGS
 
 _METRICS = ("bits_per_spike", "psth_correlation_smoothed", "nc_r2")
@@ -86,6 +99,75 @@ def figure(runs: list[tuple[str, str]], path: str) -> str:
     return path
 
 
+def _config(workdir: str) -> experiment.ExperimentConfig:
+    with open(os.path.join(workdir, "config.json")) as f:
+        values = json.load(f)
+    names = {field.name for field in dataclasses.fields(experiment.ExperimentConfig)}
+    values = {k: v for k, v in values.items() if k in names}
+    values["weights"] = tuple(tuple(pair) for pair in values.get("weights", ()))
+    values["conv_features"] = tuple(values["conv_features"])
+    return experiment.ExperimentConfig(**values)
+
+
+def heldout_curve(workdir: str) -> list[dict]:
+    """Held-out metrics of every ``checkpoints/step_<n>.msgpack`` of a run: a row per step."""
+    paths = sorted(glob.glob(os.path.join(workdir, "checkpoints", "step_*.msgpack")))
+    if not paths:
+        raise ValueError(
+            f"{workdir}: no checkpoints/step_*.msgpack (train with --keep_checkpoints)"
+        )
+    config = _config(workdir)
+    data = experiment.select_condition(experiment.load_data(config), config.condition)
+    model = experiment.build_model(config, data.num_neurons)
+    test = experiment.heldout_batches(data, model, "test")
+    movie, batch = next(iter(test.items()))
+    template = model_lib.init_model(jax.random.key(0), model, batch.stimulus.shape[-3:])
+    smoothing = max(1, round(config.psth_smoothing_ms / (1e3 * data.bin_width_s)))
+    # The report's evaluation key, so the last row equals report.json for the same model.
+    eval_key = jax.random.split(jax.random.key(config.seed))[1]
+    rows = []
+    for path in paths:
+        with open(path, "rb") as f:
+            raw = flax.serialization.msgpack_restore(f.read())
+        params = flax.serialization.from_state_dict(template, raw["params"])
+        values = experiment.evaluate(params, model, batch, eval_key, config.eval_trials, smoothing)
+        rows.append({"step": int(raw["step"]), **{m: float(values[m]) for m in _METRICS}})
+        print(
+            f"{workdir} step {rows[-1]['step']}: "
+            + ", ".join(f"{m} {rows[-1][m]:.3f}" for m in _METRICS),
+            flush=True,
+        )
+    with open(os.path.join(workdir, "heldout_curve.json"), "w") as f:
+        json.dump({"movie": movie, "rows": rows}, f, indent=2)
+    return rows
+
+
+def heldout_figure(runs: list[tuple[str, str]], path: str) -> str:
+    """Held-out bits/spike, smoothed PSTH correlation and NC R² against step, per run."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), constrained_layout=True)
+    labels = ("bits/spike", "PSTH correlation (smoothed)", "NC R²")
+    for label, workdir in runs:
+        rows = heldout_curve(workdir)
+        _, report = _load(workdir)
+        target = next(iter(report.get("target_test", {}).values()), None)
+        for ax, metric in zip(axes, _METRICS):
+            line = ax.plot(
+                [r["step"] for r in rows], [r[metric] for r in rows], marker="o", label=label
+            )[0]
+            if target:
+                ax.axhline(
+                    target[metric], ls="--", color=line.get_color(), label=f"{label}: target"
+                )
+    for ax, name in zip(axes, labels):
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"held-out {name}")
+        ax.legend(fontsize=7)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv):
     del argv
     try:
@@ -93,7 +175,14 @@ def main(argv):
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    print(f"figure: {figure(runs, FLAGS.out)}")
+    if FLAGS.heldout:
+        try:
+            print(f"figure: {heldout_figure(runs, FLAGS.out)}")
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+    else:
+        print(f"figure: {figure(runs, FLAGS.out)}")
     print(table(runs))
 
 

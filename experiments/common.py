@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import flags
+from absl import flags, logging
 
 from rsnn_jax import experiment, losses, train
 from rsnn_jax.data import recording
@@ -75,10 +75,18 @@ def define_flags(**defaults) -> None:
         "Start each neuron at its training-data firing rate (--noinit_biases: zero biases, "
         "as the paper's code).",
     )
-    flags.DEFINE_integer("seed", 0, "Seed of initialisation, batches, noise and built-in data.")
+    flags.DEFINE_integer("seed", 0, "Seed of the fit: initialisation, batches and noise.")
+    flags.DEFINE_integer(
+        "data_seed", 0, "Seed of the built-in synthetic data set (ignored with --data)."
+    )
     flags.DEFINE_bool("resume", False, "Continue from <workdir>/checkpoints/latest.msgpack.")
     flags.DEFINE_integer("eval_every", d["eval_every"], "Steps between validation evaluations.")
     flags.DEFINE_integer("checkpoint_every", d["eval_every"], "Steps between checkpoints.")
+    flags.DEFINE_bool(
+        "keep_checkpoints",
+        False,
+        "Keep every checkpoint as checkpoints/step_<n>.msgpack (held-out learning curves).",
+    )
     flags.DEFINE_integer("log_every", 10, "Steps between progress lines.")
     flags.DEFINE_integer(
         "patience",
@@ -132,6 +140,10 @@ def _fail(message: str) -> None:
 
 def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
     """Builds the config from the parsed flags; exits with a message on a bad flag."""
+    if not FLAGS["verbosity"].present:
+        # JAX's INFO lines (e.g. "Unable to initialize backend 'tpu'" on every machine
+        # without one) read like errors; --verbosity=0 shows them again.
+        logging.set_verbosity(logging.WARNING)
     if FLAGS.loss not in losses.PRESETS:
         _fail(f"--loss={FLAGS.loss}: unknown preset; choose one of {', '.join(losses.PRESETS)}")
     weights = tuple(
@@ -154,9 +166,11 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
+        data_seed=FLAGS.data_seed,
         resume=FLAGS.resume,
         eval_every=FLAGS.eval_every,
         checkpoint_every=FLAGS.checkpoint_every,
+        keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every,
         patience=FLAGS.patience or None,
         clip_mode=FLAGS.clip_mode,
@@ -220,7 +234,8 @@ def run(config: experiment.ExperimentConfig) -> dict:
     """Runs the experiment; user-facing failures (missing or malformed data, divergence)
     exit with their message instead of a traceback."""
     try:
-        return experiment.run_experiment(config)
+        # Flushed: with output to a file (nohup, cluster jobs) progress shows as it happens.
+        return experiment.run_experiment(config, log=lambda line: print(line, flush=True))
     except (FileNotFoundError, recording.DataError, train.TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

@@ -20,8 +20,10 @@ import os
 import time
 from collections.abc import Iterator
 
+import flax
 import h5py
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rsnn_jax import (
@@ -61,8 +63,10 @@ class ExperimentConfig:
       weights: per-term weight overrides, ((term, weight), ...).
       num_hidden: hidden neurons of the fitted model.
       num_steps, batch_size, learning_rate, seed, resume, eval_every, patience,
-      checkpoint_every, log_every, clip_mode: training (see ``train.TrainConfig``);
-        batch_size is K of trial batches (V1/synthetic).
+      checkpoint_every, keep_checkpoints, log_every, clip_mode: training (see
+        ``train.TrainConfig``); batch_size is K of trial batches (V1/synthetic).
+      data_seed: seed of the built-in synthetic data set (target and recording); ``seed``
+        seeds only the fit, so fits with several seeds are replicates on the same data.
       num_delays: D (9 for 40 ms bins, 24 for the retina).
       temporal_kernel: retina encoder's temporal receptive field (300 bins).
       clip_bins, clamp_until, num_starts, num_movies: retina clips T, T_gt, K_m, K_t.
@@ -79,6 +83,9 @@ class ExperimentConfig:
       schedule, warmup_steps, final_lr_fraction, weight_decay: see ``train.TrainConfig``.
       init_biases: start each neuron at its training-data rate
         (``initialise.biases_from_rates``); False keeps the zero biases of the paper's code.
+      init_temporal_filters: retina: start the encoder's temporal filters as the leading
+        temporal components of the training data's spike-triggered averages
+        (``initialise.temporal_filters_from_sta``); False: the raised-cosine basis.
       warm_start_iterations: L-BFGS iterations of the clamped-MLE readout solve before the
         stochastic phase (``rsnn_jax.warm_start``); 0 skips it (always skipped with hidden
         neurons).
@@ -95,10 +102,12 @@ class ExperimentConfig:
     batch_size: int = 20
     learning_rate: float = 1e-3
     seed: int = 0
+    data_seed: int = 0
     resume: bool = False
     eval_every: int = 50
     patience: int | None = None
     checkpoint_every: int = 50
+    keep_checkpoints: bool = False
     log_every: int = 10
     clip_mode: str = "per_variable"
     num_delays: int = 9
@@ -120,6 +129,7 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     init_biases: bool = False
     warm_start_iterations: int = 0
+    init_temporal_filters: bool = False
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -136,6 +146,8 @@ class ExperimentConfig:
             raise ValueError(f"--devices must be >= 0 (0 = all), got {self.num_devices}")
         if self.num_hidden < 0 or self.target_hidden < 0:
             raise ValueError("--hidden and --target_hidden must be >= 0")
+        if self.init_temporal_filters and self.kind != "retina":
+            raise ValueError("--init_temporal_filters applies to the retina encoder only")
         if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
             raise ValueError(
                 f"--clamp_until (T_gt = {self.clamp_until}) must be in (0, --clip_bins = "
@@ -184,7 +196,7 @@ def builtin_data_path(config: ExperimentConfig) -> str:
     hidden = config.target_hidden if config.kind != "retina" else 0
     trials = "" if config.data_trials is None else f"_k{config.data_trials}"
     version = "v3"  # bump when the generator's defaults change: old caches are not reused
-    name = f"{base}_h{hidden}{trials}_seed{config.seed}_{version}.h5"
+    name = f"{base}_h{hidden}{trials}_seed{config.data_seed}_{version}.h5"
     return os.path.join(config.cache_dir, name)
 
 
@@ -217,13 +229,15 @@ def load_data(config: ExperimentConfig, log=print) -> recording.Recording:
             # Minutes of unrepeated stimulus, so that the stimulus filter can be learned, and
             # model selection on a stretch of new stimulus the fit never trains on.
             data = synthetic.make_retina_like(
-                config.seed,
+                config.data_seed,
                 unrepeated_s=RETINA_UNREPEATED_S,
                 validation_s=RETINA_VALIDATION_S,
                 **kwargs,
             )
         else:
-            data = synthetic.make_v1_like(config.seed, num_hidden=config.target_hidden, **kwargs)
+            data = synthetic.make_v1_like(
+                config.data_seed, num_hidden=config.target_hidden, **kwargs
+            )
         os.makedirs(config.cache_dir, exist_ok=True)
         recording.save_recording(path, data)
     return _load(path)
@@ -528,6 +542,29 @@ def _warm_start_batch(config, data, model, batches) -> batching.Batch:
     )
 
 
+def _init_temporal_filters(data, model, params, log) -> model_lib.ModelParams:
+    """The retina encoder's temporal filters from the training data's spike-triggered
+    averages (``initialise.temporal_filters_from_sta``)."""
+    started = time.perf_counter()
+    movies = [
+        (data.stimuli[m], np.asarray(data.spikes[m])[t])
+        for m, t in data.splits["train"].items()
+        if len(t)
+    ]
+    encoder = model.encoder
+    filters = initialise.temporal_filters_from_sta(
+        movies, encoder.temporal_kernel, encoder.temporal_filters
+    )
+    variables = flax.core.unfreeze(params.encoder)
+    # Flax's VALID convolution is a cross-correlation: tap k has lag R − 1 − k.
+    variables["params"]["temporal"]["kernel"] = jnp.asarray(filters[::-1, None, :], jnp.float32)
+    log(
+        f"temporal filters from the spike-triggered averages of {len(movies)} training "
+        f"movies ({time.perf_counter() - started:.1f} s)"
+    )
+    return params._replace(encoder=variables)
+
+
 def _warm_start(config, data, model, params, batches, log) -> model_lib.ModelParams:
     started = time.perf_counter()
     batch = _warm_start_batch(config, data, model, batches)
@@ -582,6 +619,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     stimulus_shape = first.stimulus.shape[-3:]
     untrained = model_lib.init_model(init_key, model, stimulus_shape)
     params = untrained
+    if config.init_temporal_filters:
+        params = _init_temporal_filters(data, model, params, log)
     if config.init_biases:
         params = _init_biases(config, data, model, params, batches, init_key, log)
     if config.warm_start_iterations and not config.num_hidden:
@@ -597,6 +636,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         clip_mode=config.clip_mode,
         eval_every=config.eval_every,
         checkpoint_every=config.checkpoint_every,
+        keep_checkpoints=config.keep_checkpoints,
         patience=config.patience,
         log_every=config.log_every,
         seed=config.seed,

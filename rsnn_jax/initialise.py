@@ -94,3 +94,60 @@ def biases_from_rates(
         bias = params.network.bias + (target_logit - _logit(current)) * scale
         params = params._replace(network=params.network._replace(bias=bias))
     return params
+
+
+def spike_triggered_averages(movies, num_taps: int) -> np.ndarray:
+    """STA_n,τ,p = Σ_t z_t,n s_t−τ,p / Σ_t z_t,n on the mean-subtracted stimulus: float64
+    [N, num_taps, P], τ = 0 .. ``num_taps`` − 1 bins (τ = 0: the bin's own frame).
+
+    Args:
+      movies: iterable of (stimulus [T, H, W], spikes [K, T, N]) with frame t shown in bin t;
+        the K trials of a movie share its stimulus.
+    """
+    correlation, counts = 0.0, 0.0
+    for stimulus, spikes in movies:
+        if np.shape(stimulus)[0] != np.shape(spikes)[1]:
+            raise ValueError(
+                f"spike-triggered average: the stimulus has {np.shape(stimulus)[0]} frames but "
+                f"the spikes {np.shape(spikes)[1]} bins"
+            )
+        frames = np.asarray(stimulus, np.float32).reshape(np.shape(stimulus)[0], -1)
+        frames = frames - frames.mean(0)
+        summed = np.asarray(spikes, np.float32).sum(0)  # [T, N]
+        # One [N, T − τ] × [T − τ, P] product per lag: memory stays at the movie's size.
+        lagged = [summed[tau:].T @ frames[: len(frames) - tau] for tau in range(num_taps)]
+        correlation = correlation + np.stack(lagged, axis=1).astype(np.float64)
+        counts = counts + summed.sum(0, dtype=np.float64)
+    return correlation / np.maximum(counts, 1.0)[:, None, None]
+
+
+def temporal_filters_from_sta(movies, num_taps: int, num_filters: int) -> np.ndarray:
+    """A temporal filter bank from the data: the leading temporal components of the
+    spike-triggered averages (``spike_triggered_averages``), the classic start of
+    linear-nonlinear models of retinal cells (Chichilnisky, Network 2001).
+
+    The filters are the top right-singular vectors of the [N·P, taps] matrix of all STAs,
+    filter k scaled by σ_k / σ_1 (the first has unit L2 norm, the norm of
+    ``encoders.raised_cosine_temporal_init``'s filters), sign chosen so that the largest tap is
+    positive. The scaling matters: the encoder's first spatial layer mixes all filters at
+    random, and unscaled trailing components (mostly noise) would weigh as much as the
+    leading ones (measured on the built-in retina-like data: unscaled components start the
+    fit worse than the raised-cosine basis; docs/convergence.md).
+
+    Args:
+      movies: as ``spike_triggered_averages``.
+      num_taps: R, the temporal filter's length.
+      num_filters: filters to return (those beyond min(N·P, ``num_taps``) are zero).
+
+    Returns:
+      float64 [num_taps, num_filters], row τ = lag τ (reverse the rows for a Flax kernel,
+      whose tap k has lag R − 1 − k).
+    """
+    sta = spike_triggered_averages(movies, num_taps)
+    matrix = sta.transpose(0, 2, 1).reshape(-1, num_taps)  # rows: (neuron, pixel)
+    _, singular, right = np.linalg.svd(matrix, full_matrices=False)
+    filters = right[:num_filters].T * (singular[:num_filters] / singular[0])
+    peak = filters[np.abs(filters).argmax(0), np.arange(filters.shape[1])]
+    filters = filters * np.where(peak < 0, -1.0, 1.0)
+    # Beyond the rank of the STA matrix (min(N·P, taps)) the filters start at zero.
+    return np.pad(filters, ((0, 0), (0, num_filters - filters.shape[1])))

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -55,6 +56,8 @@ class TrainConfig:
         norm of all gradients together (``optax.clip_by_global_norm``).
       eval_every: steps between validation evaluations (and best-model selection).
       checkpoint_every: steps between ``latest`` checkpoints.
+      keep_checkpoints: also keep each of them as ``checkpoints/step_<n>.msgpack`` (held-out
+        learning curves: ``benchmarks.learning_curves --heldout``).
       patience: stop after this many evaluations without validation improvement (None: never).
       log_every: steps between progress lines.
       seed: PRNG seed of the training noise.
@@ -71,6 +74,7 @@ class TrainConfig:
     clip_mode: str = "per_variable"
     eval_every: int = 50
     checkpoint_every: int = 50
+    keep_checkpoints: bool = False
     patience: int | None = None
     log_every: int = 10
     seed: int = 0
@@ -547,6 +551,8 @@ def fit(
                 seed=config.seed,
                 best_validation=best_validation,
             )
+            if config.keep_checkpoints:
+                shutil.copyfile(latest, os.path.join(ckpt_dir, f"step_{done:06d}.msgpack"))
         if config.patience is not None and evals_without_improvement >= config.patience:
             log(
                 f"early stop at step {done}: no validation improvement in "

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from rsnn_jax import experiment
 from rsnn_jax.data import recording, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,3 +135,19 @@ def test_missing_data_file_is_a_clear_error(tmp_path):
     result = _run("v1", f"--data={tmp_path}/missing.h5", f"--workdir={tmp_path}/w", "--steps=1")
     assert result.returncode != 0
     assert "--data" in result.stderr and "missing.h5" in result.stderr
+
+
+def test_the_built_in_data_set_follows_data_seed_not_the_fit_seed():
+    base = dict(kind="v1", workdir="unused", cache_dir="/cache")
+    path = experiment.builtin_data_path
+    assert path(experiment.ExperimentConfig(**base, seed=3)) == path(
+        experiment.ExperimentConfig(**base, seed=0)
+    )
+    assert path(experiment.ExperimentConfig(**base, data_seed=3)) != path(
+        experiment.ExperimentConfig(**base)
+    )
+
+
+def test_sta_temporal_filters_are_refused_without_a_retina_encoder():
+    with pytest.raises(ValueError, match="retina encoder only"):
+        experiment.ExperimentConfig(kind="v1", workdir="unused", init_temporal_filters=True)

@@ -61,3 +61,58 @@ def test_silent_neuron_gets_a_finite_bias():
     rates = initialise.data_rates(spikes)
     assert np.all(np.isfinite(np.log(rates) - np.log1p(-rates)))
     assert rates[1] > 0 and rates[0] < 1
+
+
+def test_spike_triggered_averages_equal_the_defining_sum():
+    rng = np.random.default_rng(0)
+    stimulus = rng.normal(size=(300, 2, 2))
+    spikes = (rng.uniform(size=(3, 300, 4)) < 0.2).astype(float)
+    taps = 7
+    frames = stimulus.reshape(300, -1) - stimulus.reshape(300, -1).mean(0)
+    summed = spikes.sum(0)
+    expected = np.zeros((4, taps, 4))
+    for n in range(4):
+        for tau in range(taps):
+            for t in range(tau, 300):
+                expected[n, tau] += summed[t, n] * frames[t - tau]
+        expected[n] /= summed[:, n].sum()
+    got = initialise.spike_triggered_averages([(stimulus, spikes)], taps)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_sta_filters_recover_the_temporal_filter_of_a_linear_nonlinear_cell():
+    # Cells with one biphasic temporal filter h (lag order) and random spatial weights.
+    rng = np.random.default_rng(1)
+    taps, bins, pixels, cells = 30, 40_000, 9, 6
+    lag = np.arange(taps)
+    h = np.exp(-lag / 4.0) * np.sin(lag / 3.0)
+    h /= np.linalg.norm(h)
+    stimulus = rng.choice([-1.0, 1.0], size=(bins, 3, 3))
+    flat = stimulus.reshape(bins, pixels)
+    filtered = np.stack(
+        [np.convolve(flat[:, p], h)[:bins] for p in range(pixels)], axis=1
+    )  # Σ_τ h(τ) s(t − τ)
+    drive = filtered @ rng.normal(size=(pixels, cells)) * 0.5
+    spikes = (rng.uniform(size=(1, bins, cells)) < 1 / (1 + np.exp(-(drive - 2.5)))).astype(float)
+    filters = initialise.temporal_filters_from_sta([(stimulus, spikes)], taps, 4)
+    assert filters.shape == (taps, 4)
+    assert abs(filters[:, 0] @ h) > 0.98  # unit norm, parallel to h
+    norms = np.linalg.norm(filters, axis=0)
+    assert abs(norms[0] - 1) < 1e-12
+    assert np.all(np.diff(norms) <= 1e-12)  # scaled by σ_k / σ_1
+    assert norms[1] < 0.5  # the other components are noise, scaled down (measured 0.081)
+
+
+def test_sta_rejects_a_stimulus_of_another_length():
+    with np.testing.assert_raises_regex(ValueError, "100 frames but the spikes 90 bins"):
+        initialise.spike_triggered_averages([(np.zeros((100, 2, 2)), np.zeros((1, 90, 3)))], 5)
+
+
+def test_sta_filters_beyond_the_rank_of_the_sta_matrix_are_zero():
+    rng = np.random.default_rng(2)
+    stimulus = rng.normal(size=(200, 1, 1))  # one pixel, one cell: rank 1
+    spikes = (rng.uniform(size=(1, 200, 1)) < 0.3).astype(float)
+    filters = initialise.temporal_filters_from_sta([(stimulus, spikes)], 5, 3)
+    assert filters.shape == (5, 3)
+    assert abs(np.linalg.norm(filters[:, 0]) - 1) < 1e-12
+    np.testing.assert_array_equal(filters[:, 1:], 0.0)

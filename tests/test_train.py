@@ -159,6 +159,22 @@ def test_checkpoint_round_trip(tmp_path):
     assert info["data_position"] == 2 and info["seed"] == 3
     assert os.path.exists(tmp_path / "checkpoints" / "best.msgpack")
     assert not [p for p in os.listdir(tmp_path / "checkpoints") if ".tmp" in p]
+    # Without keep_checkpoints only latest and best are written.
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["best.msgpack", "latest.msgpack"]
+
+
+def test_kept_checkpoints_hold_the_parameters_of_their_step(tmp_path):
+    result = _fit(tmp_path, 4, keep_checkpoints=True)
+    folder = tmp_path / "checkpoints"
+    assert sorted(p for p in os.listdir(folder) if p.startswith("step_")) == [
+        "step_000002.msgpack",
+        "step_000004.msgpack",
+    ]
+    early, _ = train.load_checkpoint(str(folder / "step_000002.msgpack"), result.state)
+    last, _ = train.load_checkpoint(str(folder / "step_000004.msgpack"), result.state)
+    assert int(early.step) == 2 and int(last.step) == 4
+    for x, y in zip(jax.tree.leaves(last), jax.tree.leaves(result.state)):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_nan_in_data_stops_with_message_and_intact_checkpoint(tmp_path):

@@ -143,25 +143,25 @@ def heldout_curve(workdir: str) -> list[dict]:
 
 
 def heldout_figure(runs: list[tuple[str, str]], path: str) -> str:
-    """Held-out bits/spike, smoothed PSTH correlation and NC R² against step, per run."""
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5), constrained_layout=True)
+    """Held-out bits/spike, smoothed PSTH correlation and NC R² against step, per run; the
+    ground-truth target's values dashed."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), constrained_layout=True)
     labels = ("bits/spike", "PSTH correlation (smoothed)", "NC R²")
     for label, workdir in runs:
         rows = heldout_curve(workdir)
         _, report = _load(workdir)
         target = next(iter(report.get("target_test", {}).values()), None)
         for ax, metric in zip(axes, _METRICS):
-            line = ax.plot(
-                [r["step"] for r in rows], [r[metric] for r in rows], marker="o", label=label
-            )[0]
+            steps = [r["step"] for r in rows]
+            line = ax.plot(steps, [r[metric] for r in rows], marker="o", label=label)[0]
             if target:
-                ax.axhline(
-                    target[metric], ls="--", color=line.get_color(), label=f"{label}: target"
-                )
+                ax.axhline(target[metric], ls="--", color=line.get_color())
+                ax.plot([], [], ls="--", color=line.get_color(), label=f"{label}: target")
     for ax, name in zip(axes, labels):
         ax.set_xlabel("training step")
         ax.set_ylabel(f"held-out {name}")
-        ax.legend(fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", fontsize=8, ncols=2)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

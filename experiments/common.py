@@ -38,7 +38,13 @@ def define_flags(**defaults) -> None:
     )
     d.update(defaults)
     flags.DEFINE_string("data", None, "HDF5 recording (docs/data.md); default: built-in synthetic.")
-    flags.DEFINE_string("workdir", d.get("workdir", "workdir"), "Output folder of the run.")
+    flags.DEFINE_string(
+        "workdir",
+        d.get("workdir", "workdir"),
+        "Output folder of the run (default: this value + '_<loss>', one folder per objective). "
+        "A folder holding a run is refused unless --resume or --overwrite.",
+    )
+    flags.DEFINE_bool("overwrite", False, "Replace the run already in --workdir.")
     flags.DEFINE_string(
         "cache_dir", None, "Cache of built-in data sets (default ~/.cache/rsnn_jax)."
     )
@@ -81,7 +87,9 @@ def define_flags(**defaults) -> None:
     )
     flags.DEFINE_bool("resume", False, "Continue from <workdir>/checkpoints/latest.msgpack.")
     flags.DEFINE_integer("eval_every", d["eval_every"], "Steps between validation evaluations.")
-    flags.DEFINE_integer("checkpoint_every", d["eval_every"], "Steps between checkpoints.")
+    flags.DEFINE_integer(
+        "checkpoint_every", d["eval_every"], "Steps between checkpoints (default: --eval_every)."
+    )
     flags.DEFINE_bool(
         "keep_checkpoints",
         False,
@@ -155,9 +163,11 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         features = tuple(int(x) for x in FLAGS.conv_features)
     except ValueError:
         _fail(f"--conv_features={','.join(FLAGS.conv_features)}: expected integers like 16,32")
+    workdir = FLAGS.workdir if FLAGS["workdir"].present else f"{FLAGS.workdir}_{FLAGS.loss}"
     kwargs = dict(
         kind=kind,
-        workdir=FLAGS.workdir,
+        workdir=workdir,
+        overwrite=FLAGS.overwrite,
         data=FLAGS.data,
         loss=FLAGS.loss,
         weights=weights,
@@ -169,7 +179,9 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         data_seed=FLAGS.data_seed,
         resume=FLAGS.resume,
         eval_every=FLAGS.eval_every,
-        checkpoint_every=FLAGS.checkpoint_every,
+        checkpoint_every=(
+            FLAGS.checkpoint_every if FLAGS["checkpoint_every"].present else FLAGS.eval_every
+        ),
         keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every,
         patience=FLAGS.patience or None,
@@ -236,6 +248,11 @@ def run(config: experiment.ExperimentConfig) -> dict:
     try:
         # Flushed: with output to a file (nohup, cluster jobs) progress shows as it happens.
         return experiment.run_experiment(config, log=lambda line: print(line, flush=True))
+    except experiment.RunError as err:  # the workdir, --condition, --batch_size
+        _fail(str(err))
+    except train.Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(130)  # the shell's code for a SIGINT
     except (FileNotFoundError, recording.DataError, train.TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)

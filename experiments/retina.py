@@ -34,6 +34,8 @@ common.define_flags(
     temporal_kernel=300,
     condition="checkerboard",
 )
+# --help lists the shared flags with this module's own (not only under --helpfull).
+absl_flags.adopt_module_key_flags(common)
 
 absl_flags.DEFINE_bool(
     "init_temporal_filters",

@@ -10,6 +10,7 @@ learning rate 1.5e-3, early stopping on the validation trials.
 """
 
 from absl import app
+from absl import flags as absl_flags
 
 from experiments import common
 
@@ -23,6 +24,8 @@ common.define_flags(
     patience=5,
     workdir="workdir/synthetic",
 )
+# --help lists the shared flags with this module's own (not only under --helpfull).
+absl_flags.adopt_module_key_flags(common)
 
 
 def main(argv):

@@ -13,6 +13,7 @@ improvement (docs/convergence.md). The paper's setting: --learning_rate=1e-3
 """
 
 from absl import app
+from absl import flags as absl_flags
 
 from experiments import common
 
@@ -24,6 +25,8 @@ common.define_flags(
     num_delays=9,
     workdir="workdir/v1",
 )
+# --help lists the shared flags with this module's own (not only under --helpfull).
+absl_flags.adopt_module_key_flags(common)
 
 
 def main(argv):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 
@@ -65,6 +66,7 @@ class ExperimentConfig:
       num_steps, batch_size, learning_rate, seed, resume, eval_every, patience,
       checkpoint_every, keep_checkpoints, log_every, clip_mode: training (see
         ``train.TrainConfig``); batch_size is K of trial batches (V1/synthetic).
+      overwrite: replace a run already in ``workdir`` (otherwise refused unless ``resume``).
       data_seed: seed of the built-in synthetic data set (target and recording); ``seed``
         seeds only the fit, so fits with several seeds are replicates on the same data.
       num_delays: D (9 for 40 ms bins, 24 for the retina).
@@ -104,6 +106,7 @@ class ExperimentConfig:
     seed: int = 0
     data_seed: int = 0
     resume: bool = False
+    overwrite: bool = False
     eval_every: int = 50
     patience: int | None = None
     checkpoint_every: int = 50
@@ -243,6 +246,11 @@ def load_data(config: ExperimentConfig, log=print) -> recording.Recording:
     return _load(path)
 
 
+class RunError(ValueError):
+    """A setting that does not fit the data or the workdir (the command line prints it as
+    one line, exit code 2)."""
+
+
 def select_condition(data: recording.Recording, condition: str | None) -> recording.Recording:
     """The recording with its splits restricted to movies whose name starts with
     ``condition`` (None: unchanged)."""
@@ -253,7 +261,7 @@ def select_condition(data: recording.Recording, condition: str | None) -> record
         for split, movies in data.splits.items()
     }
     if not any(len(t) for t in splits.get("train", {}).values()):
-        raise ValueError(
+        raise RunError(
             f"--condition={condition}: no training movie starts with it; movies are "
             f"{list(data.movies)}"
         )
@@ -276,7 +284,7 @@ def build_model(config: ExperimentConfig, num_visible: int) -> model_lib.Model:
 def _single_movie(data: recording.Recording, split: str) -> str:
     movies = [name for name, trials in data.splits.get(split, {}).items() if len(trials)]
     if len(movies) != 1:
-        raise ValueError(
+        raise RunError(
             f"split {split!r} must use exactly one movie for trial batches, got {movies}"
         )
     return movies[0]
@@ -596,12 +604,66 @@ def _connectivity(params, model, target) -> dict:
     return {"connectivity_r2": r2, "_fitted": fitted, "_target": truth}
 
 
+class WorkdirInUse(RunError):
+    """The workdir holds a run that this one would destroy, or ``resume`` cannot continue."""
+
+
+# Fields a resumed run may change: the step budget and what is only printed or evaluated.
+_RESUMABLE_CHANGES = {"num_steps", "resume", "overwrite", "log_every", "eval_trials"}
+
+
+def _claim_workdir(config: ExperimentConfig) -> None:
+    """Refuses to destroy a finished or running run; checks that ``resume`` can continue.
+
+    A workdir holds a run when it has a ``report.json``, ``metrics.jsonl`` or checkpoints.
+    With ``overwrite`` they are removed first; with ``resume`` the checkpoint must exist and
+    ``config.json`` may differ only in ``_RESUMABLE_CHANGES``.
+    """
+    workdir = config.workdir
+    held = [
+        name
+        for name in ("report.json", "metrics.jsonl", "checkpoints")
+        if os.path.exists(os.path.join(workdir, name))
+    ]
+    if config.resume:
+        latest = os.path.join(workdir, "checkpoints", "latest.msgpack")
+        if not os.path.exists(latest):
+            raise WorkdirInUse(f"--resume: no checkpoint {latest} to resume from")
+        path = os.path.join(workdir, "config.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                before = json.load(f)
+            now = json.loads(json.dumps(dataclasses.asdict(config)))
+            changed = sorted(
+                k for k in now if k not in _RESUMABLE_CHANGES and before.get(k) != now[k]
+            )
+            if changed:
+                raise WorkdirInUse(
+                    f"--resume: the run in {workdir} was started with other settings: "
+                    + ", ".join(f"{k} ({before.get(k)!r} -> {now[k]!r})" for k in changed)
+                )
+    elif held and not config.overwrite:
+        raise WorkdirInUse(
+            f"--workdir={workdir} holds a run ({', '.join(held)}): pass --resume to continue "
+            "it, --overwrite to replace it, or another --workdir"
+        )
+    elif held:
+        for name in ("report.json", "metrics.jsonl", "checkpoints", "figures"):
+            path = os.path.join(workdir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+
+
 def run_experiment(config: ExperimentConfig, log=print) -> dict:
-    """Runs one experiment and returns its report (also written to ``report.json``)."""
+    """Runs one experiment and returns its report (also written to ``report.json``).
+
+    Raises:
+      WorkdirInUse: see ``_claim_workdir``; nothing in the workdir is changed then.
+    """
     started = time.perf_counter()
-    os.makedirs(config.workdir, exist_ok=True)
-    with open(os.path.join(config.workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
+    _claim_workdir(config)
     data = select_condition(load_data(config, log), config.condition)
     model = build_model(config, data.num_neurons)
     objective = losses.make_objective(
@@ -613,6 +675,13 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         seed=config.seed,
         **objective_options(config),
     )
+    if config.kind != "retina":
+        movie = _single_movie(data, "train")
+        if config.batch_size > len(data.trials("train", movie)):
+            raise RunError(
+                f"--batch_size={config.batch_size}: larger than the "
+                f"{len(data.trials('train', movie))} training trials of movie {movie!r}"
+            )
     batches = _Batches(config, data, model)
     first = next(batches(0))
     init_key, eval_key = jax.random.split(jax.random.key(config.seed))
@@ -641,6 +710,10 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         log_every=config.log_every,
         seed=config.seed,
     )
+    # Written once training starts: a run that fails before (bad data) leaves no trace.
+    os.makedirs(config.workdir, exist_ok=True)
+    with open(os.path.join(config.workdir, "config.json"), "w") as f:
+        json.dump(dataclasses.asdict(config), f, indent=2)
     log(
         f"{config.kind}: {data.num_neurons} visible + {config.num_hidden} hidden neurons, "
         f"loss {config.loss} { {k: round(float(v), 6) for k, v in objective.weights.items()} }, "

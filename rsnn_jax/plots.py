@@ -1,22 +1,26 @@
-"""Figures for a run's report (PNG files, matplotlib's Agg backend: no display needed).
+"""Figures for a run's report (PNG files; no display needed).
 
-Every function takes NumPy arrays and a path, writes one PNG and returns the path.
+Every function takes NumPy arrays and a path, writes one PNG and returns the path. Figures
+are ``matplotlib.figure.Figure`` objects, not pyplot ones: importing this module does not
+change matplotlib's backend, so ``plt.show()`` in a notebook keeps working.
 """
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+def _subplots(*grid, **options):
+    """``plt.subplots`` without pyplot: (figure, axes)."""
+    figsize = options.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid, **options)
 
 
 def _save(fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -27,7 +31,7 @@ def training_curves(history: list[dict], path: str) -> str:
       history: records ``{"step", "train": {term: value}, "validation": {term: value}}``.
     """
     names = sorted({name for record in history for name in record.get("train", {})})
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 2.8))
+    fig, axes = _subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 2.8))
     axes = np.atleast_1d(axes)
     steps = [record["step"] for record in history]
     for ax, name in zip(axes, names):
@@ -42,7 +46,7 @@ def training_curves(history: list[dict], path: str) -> str:
 
 def raster(data_spikes: np.ndarray, model_spikes: np.ndarray, path: str, bin_ms: float) -> str:
     """Recorded vs simulated spikes of one trial: [T, N] each, time on x, neuron on y."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
+    fig, axes = _subplots(1, 2, figsize=(10, 3.5), sharey=True)
     for ax, spikes, title in ((axes[0], data_spikes, "recorded"), (axes[1], model_spikes, "model")):
         t, n = np.nonzero(np.asarray(spikes) > 0)
         ax.scatter(t * bin_ms / 1e3, n, s=1.5, c="k", marker="|")
@@ -61,7 +65,7 @@ def psth_overlay(
     correlations: np.ndarray | None = None,
 ) -> str:
     """PSTHs [T, N] of data and model for a few neurons, in spikes per second."""
-    fig, axes = plt.subplots(len(neurons), 1, figsize=(8, 1.6 * len(neurons)), sharex=True)
+    fig, axes = _subplots(len(neurons), 1, figsize=(8, 1.6 * len(neurons)), sharex=True)
     axes = np.atleast_1d(axes)
     time_s = np.arange(data_psth.shape[0]) * bin_ms / 1e3
     for ax, i in zip(axes, neurons):
@@ -84,7 +88,7 @@ def matrix_comparison(
     target, fitted = np.asarray(target, float), np.asarray(fitted, float)
     off = ~np.eye(target.shape[0], dtype=bool)
     lim = np.nanmax(np.abs(np.concatenate([target[off], fitted[off]]))) or 1.0
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    fig, axes = _subplots(1, 3, figsize=(11, 3.4))
     for ax, matrix, name in ((axes[0], target, "data / target"), (axes[1], fitted, "model")):
         shown = np.where(off, matrix, np.nan)
         image = ax.imshow(shown, cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -112,7 +116,7 @@ def objective_comparison(
       ceiling: optional ``{metric: value}`` drawn as a dashed line (the target's own score).
     """
     names = list(rows)
-    fig, axes = plt.subplots(1, len(metrics_to_plot), figsize=(3.4 * len(metrics_to_plot), 3.0))
+    fig, axes = _subplots(1, len(metrics_to_plot), figsize=(3.4 * len(metrics_to_plot), 3.0))
     axes = np.atleast_1d(axes)
     x = np.arange(len(names))
     for ax, (key, title) in zip(axes, metrics_to_plot):
@@ -134,7 +138,7 @@ def hidden_sweep(rows: list[dict], path: str) -> str:
     """NC R² and connectivity R² against the number of fitted hidden neurons, one line per
     objective (Table S4's two columns). ``rows``: ``{"hidden", "loss", "nc_r2": [...],
     "connectivity_r2": [...]}`` with one value per seed."""
-    fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0))
+    fig, axes = _subplots(1, 2, figsize=(7.5, 3.0))
     groups = {
         "mle": [r for r in rows if r["loss"] == "mle"],
         "hidden-neuron method": [r for r in rows if r["loss"] != "mle"],
@@ -160,7 +164,7 @@ def hidden_sweep(rows: list[dict], path: str) -> str:
 def multistep_curves(curves: dict[str, list[float]], baseline: list[float], path: str) -> str:
     """Multi-step log-likelihood against Δt (Fig. S3): one line per objective, and the
     PSTH-only baseline dashed. Values in bits per bin per neuron, Δt = 1, 2, …"""
-    fig, ax = plt.subplots(figsize=(4.5, 3.0))
+    fig, ax = _subplots(figsize=(4.5, 3.0))
     steps = np.arange(1, len(baseline) + 1)
     for name, values in curves.items():
         ax.plot(steps, values, label=name)

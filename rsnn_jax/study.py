@@ -159,8 +159,15 @@ def _fit(config: StudyConfig, name: str, log, **kwargs) -> dict:
     if os.path.exists(done):
         with open(done) as f:
             return json.load(f)
+    # An interrupted fit continues from its checkpoint; leftovers without one are replaced.
+    resume = os.path.exists(os.path.join(workdir, "checkpoints", "latest.msgpack"))
     run = experiment.ExperimentConfig(
-        workdir=workdir, conv_features=tuple(config.conv_features), log_every=100, **kwargs
+        workdir=workdir,
+        conv_features=tuple(config.conv_features),
+        log_every=100,
+        resume=resume,
+        overwrite=not resume,
+        **kwargs,
     )
     return experiment.run_experiment(
         run, log=lambda line: None if "step" in line[:30] else log(line)

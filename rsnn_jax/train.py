@@ -18,6 +18,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -104,6 +106,32 @@ class TrainState(NamedTuple):
     params: model_lib.ModelParams
     opt_state: Any
     step: jax.Array
+
+
+class Interrupted(RuntimeError):
+    """SIGINT/SIGTERM during ``fit``: the last finished step was checkpointed."""
+
+
+class _StopSignals:
+    """While active, SIGINT/SIGTERM ask the fit loop to stop after the current step (a
+    step interrupted halfway would leave its donated state unusable). A second signal
+    interrupts at once. Only the main thread can install handlers; elsewhere it is inert."""
+
+    def __enter__(self):
+        self.requested, self._previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(number).name
+
+    def __exit__(self, *exc_info):
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 class TrainingDiverged(RuntimeError):
@@ -399,6 +427,12 @@ def convergence_report(
     return report
 
 
+def _clock(seconds: float) -> str:
+    """``seconds`` as h:mm:ss."""
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 def _floats(terms: dict) -> dict:
     return {k: float(v) for k, v in jax.device_get(terms).items()}
 
@@ -487,79 +521,74 @@ def fit(
     started = last_log_time = time.perf_counter()
     last_log_step = start_step
     terms = {}
-    for step in range(start_step, config.num_steps):
-        batch = next(iterator)
-        if mesh is not None:
-            batch = parallel.shard_batch(batch, mesh)
-        new_state, terms, finite = train_step(state, objective, batch, step_key(config.seed, step))
-        if not bool(finite):
-            where = f"; the last good checkpoint {latest} is intact" if latest else ""
-            raise TrainingDiverged(
-                f"training diverged at step {step}: loss or gradient is NaN/inf "
-                f"(terms: {_floats(terms)}){where}"
+    with _StopSignals() as signals:
+        for step in range(start_step, config.num_steps):
+            batch = next(iterator)
+            if mesh is not None:
+                batch = parallel.shard_batch(batch, mesh)
+            new_state, terms, finite = train_step(
+                state, objective, batch, step_key(config.seed, step)
             )
-        state = new_state
-        done = step + 1
-        if done % config.log_every == 0 or done == config.num_steps:
-            now = time.perf_counter()
-            rate = (done - last_log_step) / max(now - last_log_time, 1e-9)
-            last_log_time, last_log_step = now, done
-            shown = " ".join(f"{k}={v:.4g}" for k, v in _floats(terms).items())
-            bar = "#" * int(20 * done / config.num_steps)
-            log(f"[{bar:<20}] step {done}/{config.num_steps} {shown} ({rate:.2f} steps/s)")
-        if validation is not None and (done % config.eval_every == 0 or done == config.num_steps):
-            values = _floats(eval_step(state.params, objective, validation, validation_key))
-            record = {
-                "step": done,
-                "seconds": time.perf_counter() - started,
-                "learning_rate": float(schedule(done - 1)),
-                "train": _floats(terms),
-                "validation": values,
-            }
-            history.append(record)
-            if metrics_path:
-                with open(metrics_path, "a") as f:
-                    f.write(json.dumps(record) + "\n")
-            if not math.isfinite(values["total"]):
+            if not bool(finite):
+                where = f"; the last good checkpoint {latest} is intact" if latest else ""
                 raise TrainingDiverged(
-                    f"validation loss is NaN/inf at step {done}; the last good checkpoint "
-                    f"{latest} is intact"
+                    f"training diverged at step {step}: loss or gradient is NaN/inf "
+                    f"(terms: {_floats(terms)}){where}"
                 )
-            if values["total"] < best_validation:
-                best_validation, best_step = values["total"], done
-                best_params = jax.tree.map(jnp.copy, state.params)  # survives donation
-                evals_without_improvement = 0
-                if best_path:
-                    save_checkpoint(
-                        best_path,
-                        state,
-                        data_position=done,
-                        seed=config.seed,
-                        best_validation=best_validation,
+            state = new_state
+            done = step + 1
+            if done % config.log_every == 0 or done == config.num_steps:
+                now = time.perf_counter()
+                rate = (done - last_log_step) / max(now - last_log_time, 1e-9)
+                last_log_time, last_log_step = now, done
+                shown = " ".join(f"{k}={v:.4g}" for k, v in _floats(terms).items())
+                bar = "#" * int(20 * done / config.num_steps)
+                elapsed = now - started
+                # The ETA assumes the mean rate of this run so far (the first steps compile).
+                remaining = elapsed / (done - start_step) * (config.num_steps - done)
+                log(
+                    f"[{bar:<20}] step {done}/{config.num_steps} {shown} ({rate:.2f} steps/s, "
+                    f"elapsed {_clock(elapsed)}, ETA {_clock(remaining)})"
+                )
+            if validation is not None and (
+                done % config.eval_every == 0 or done == config.num_steps
+            ):
+                values = _floats(eval_step(state.params, objective, validation, validation_key))
+                record = {
+                    "step": done,
+                    "seconds": time.perf_counter() - started,
+                    "learning_rate": float(schedule(done - 1)),
+                    "train": _floats(terms),
+                    "validation": values,
+                }
+                history.append(record)
+                if metrics_path:
+                    with open(metrics_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                if not math.isfinite(values["total"]):
+                    raise TrainingDiverged(
+                        f"validation loss is NaN/inf at step {done}; the last good checkpoint "
+                        f"{latest} is intact"
                     )
-            else:
-                evals_without_improvement += 1
-            log(
-                f"  validation at step {done}: total={values['total']:.5g} "
-                f"(best {best_validation:.5g} at step {best_step})"
-            )
-        if latest and (done % config.checkpoint_every == 0 or done == config.num_steps):
-            save_checkpoint(
-                latest,
-                state,
-                data_position=done,
-                seed=config.seed,
-                best_validation=best_validation,
-            )
-            if config.keep_checkpoints:
-                shutil.copyfile(latest, os.path.join(ckpt_dir, f"step_{done:06d}.msgpack"))
-        if config.patience is not None and evals_without_improvement >= config.patience:
-            log(
-                f"early stop at step {done}: no validation improvement in "
-                f"{config.patience} evaluations"
-            )
-            stopped_early = True
-            if latest:
+                if values["total"] < best_validation:
+                    best_validation, best_step = values["total"], done
+                    best_params = jax.tree.map(jnp.copy, state.params)  # survives donation
+                    evals_without_improvement = 0
+                    if best_path:
+                        save_checkpoint(
+                            best_path,
+                            state,
+                            data_position=done,
+                            seed=config.seed,
+                            best_validation=best_validation,
+                        )
+                else:
+                    evals_without_improvement += 1
+                log(
+                    f"  validation at step {done}: total={values['total']:.5g} "
+                    f"(best {best_validation:.5g} at step {best_step})"
+                )
+            if latest and (done % config.checkpoint_every == 0 or done == config.num_steps):
                 save_checkpoint(
                     latest,
                     state,
@@ -567,7 +596,38 @@ def fit(
                     seed=config.seed,
                     best_validation=best_validation,
                 )
-            break
+                if config.keep_checkpoints:
+                    shutil.copyfile(latest, os.path.join(ckpt_dir, f"step_{done:06d}.msgpack"))
+            if config.patience is not None and evals_without_improvement >= config.patience:
+                log(
+                    f"early stop at step {done}: no validation improvement in "
+                    f"{config.patience} evaluations"
+                )
+                stopped_early = True
+                if latest:
+                    save_checkpoint(
+                        latest,
+                        state,
+                        data_position=done,
+                        seed=config.seed,
+                        best_validation=best_validation,
+                    )
+                break
+            if signals.requested:
+                if latest:
+                    save_checkpoint(
+                        latest,
+                        state,
+                        data_position=done,
+                        seed=config.seed,
+                        best_validation=best_validation,
+                    )
+                where = (
+                    f"checkpoint {latest} holds it; continue with --resume (resume=True)"
+                    if latest
+                    else "nothing was saved (no workdir)"
+                )
+                raise Interrupted(f"{signals.requested} after step {done}: {where}")
     if validation is None:
         best_params, best_step = state.params, int(state.step)
     convergence = convergence_report(

@@ -1,6 +1,7 @@
 """End-to-end runs of the experiment modules with tiny flags (subprocesses: absl flags are
 process-global), and their command-line errors."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -151,3 +152,76 @@ def test_the_built_in_data_set_follows_data_seed_not_the_fit_seed():
 def test_sta_temporal_filters_are_refused_without_a_retina_encoder():
     with pytest.raises(ValueError, match="retina encoder only"):
         experiment.ExperimentConfig(kind="v1", workdir="unused", init_temporal_filters=True)
+
+
+def _holding_a_run(folder, **config):
+    """A workdir as a finished run leaves it (config.json, report.json, a checkpoint)."""
+    folder.mkdir()
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "latest.msgpack").write_bytes(b"checkpoint")
+    (folder / "report.json").write_text("{}")
+    finished = experiment.ExperimentConfig(kind="v1", workdir=str(folder), **config)
+    (folder / "config.json").write_text(json.dumps(dataclasses.asdict(finished)))
+    return finished
+
+
+def test_a_workdir_holding_a_run_is_refused_and_left_as_it_was(tmp_path):
+    finished = _holding_a_run(tmp_path / "run")
+    with pytest.raises(experiment.WorkdirInUse, match="holds a run .*--resume.*--overwrite"):
+        experiment.run_experiment(finished)
+    assert (tmp_path / "run" / "report.json").read_text() == "{}"
+    assert (tmp_path / "run" / "checkpoints" / "latest.msgpack").exists()
+
+
+def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path):
+    empty = experiment.ExperimentConfig(kind="v1", workdir=str(tmp_path / "none"), resume=True)
+    with pytest.raises(experiment.WorkdirInUse, match="no checkpoint"):
+        experiment.run_experiment(empty)
+    finished = _holding_a_run(tmp_path / "run", loss="mle")
+    other = dataclasses.replace(finished, loss="mle_psth_nc", resume=True, num_steps=5000)
+    with pytest.raises(experiment.WorkdirInUse, match=r"other settings: loss \('mle' -> "):
+        experiment.run_experiment(other)
+    # A longer budget alone is a valid resume: the claim passes (the fake checkpoint is only
+    # read later, by train.fit).
+    experiment._claim_workdir(dataclasses.replace(finished, resume=True, num_steps=5000))
+
+
+def test_overwrite_removes_the_old_run_first(tmp_path):
+    finished = _holding_a_run(tmp_path / "run")
+    experiment._claim_workdir(dataclasses.replace(finished, overwrite=True))
+    assert sorted(os.listdir(tmp_path / "run")) == ["config.json"]
+
+
+def test_the_command_line_refuses_a_used_workdir_in_one_line(tmp_path):
+    _holding_a_run(tmp_path / "run")
+    result = _run("v1", f"--workdir={tmp_path / 'run'}", "--steps=1")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: --workdir={tmp_path}")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("module", ["v1", "retina"])
+def test_help_lists_the_modules_flags_with_their_defaults(module):
+    result = _run(module, "--help")
+    assert result.returncode == 0
+    assert "--loss: Objective preset" in result.stdout
+    steps = {"v1": "500", "retina": "800"}[module]
+    assert f"--steps: Training steps.\n    (default: '{steps}')" in result.stdout
+    assert "--data_seed" in result.stdout and "--overwrite" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "module, flag, message",
+    [
+        ("retina", "--condition=checkerbord", "--condition=checkerbord: no training movie"),
+        ("v1", "--batch_size=1000", "--batch_size=1000: larger than the 8 training trials"),
+    ],
+)
+def test_settings_that_do_not_fit_the_data_fail_in_one_line(
+    module, flag, message, data_files, tmp_path
+):
+    result = _run(module, f"--data={data_files[module]}", f"--workdir={tmp_path / 'w'}", flag)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+    assert not (tmp_path / "w" / "config.json").exists()  # nothing written

@@ -60,3 +60,11 @@ def test_quickstart_notebook_runs_and_shows_the_metrics_table_and_figures(monkey
     ]
     assert len(images) == 6  # raster, PSTH and noise correlations for each objective
     assert all(len(image.data["image/png"]) > 1000 for image in images)
+
+
+def test_the_install_cell_has_no_placeholder_to_fill_in():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    install = notebook.cells[1].source
+    assert 'find_spec("rsnn_jax")' in install
+    for text in ("YOUR-ORG", "PLACEHOLDER", "REPO_URL"):
+        assert text not in install

@@ -1,4 +1,6 @@
 import os
+import re
+import signal
 
 import flax.linen as nn
 import jax
@@ -104,17 +106,19 @@ def test_per_variable_clipping_matches_numpy():
     np.testing.assert_allclose(g["a"], np.array([3.0, 4.0]) / total, rtol=1e-6)
 
 
-def _fit(tmp_path, num_steps, resume=False, batches=None, objective=None, **kwargs):
+def _fit(tmp_path, num_steps, resume=False, batches=None, objective=None, log=None, **kwargs):
     m = _model()
     params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
     config = train.TrainConfig(
-        num_steps=num_steps,
-        learning_rate=1e-2,
-        eval_every=2,
-        checkpoint_every=2,
-        log_every=1,
-        seed=3,
-        **kwargs,
+        **{
+            "num_steps": num_steps,
+            "learning_rate": 1e-2,
+            "eval_every": 2,
+            "checkpoint_every": 2,
+            "log_every": 1,
+            "seed": 3,
+            **kwargs,
+        }
     )
 
     def default_batches(position):
@@ -131,8 +135,17 @@ def _fit(tmp_path, num_steps, resume=False, batches=None, objective=None, **kwar
         workdir=str(tmp_path),
         validation=_batch(99),
         resume=resume,
-        log=lambda line: None,
+        log=log or (lambda line: None),
     )
+
+
+def test_progress_lines_give_elapsed_time_and_eta(tmp_path):
+    lines = []
+    _fit(tmp_path, 4, log=lines.append)
+    progress = [line for line in lines if "steps/s" in line]
+    assert len(progress) == 4  # log_every=1
+    assert all(re.search(r"elapsed \d+:\d\d:\d\d, ETA \d+:\d\d:\d\d\)$", p) for p in progress)
+    assert progress[-1].endswith("ETA 0:00:00)")  # nothing left after the last step
 
 
 def test_kill_and_resume_gives_the_same_parameters(tmp_path):
@@ -148,6 +161,25 @@ def test_kill_and_resume_gives_the_same_parameters(tmp_path):
         np.testing.assert_array_equal(x, y)
     lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3  # evaluations at steps 2, 4, 6 across both runs
+
+
+def test_sigint_checkpoints_the_last_step_and_resume_matches_an_uninterrupted_fit(tmp_path):
+    uninterrupted = _fit(tmp_path / "a", 6)
+
+    def interrupted_at_3(position):
+        while True:
+            if position == 3:  # Ctrl-C while step 3 (0-based) runs
+                os.kill(os.getpid(), signal.SIGINT)
+            yield _batch(position)
+            position += 1
+
+    with pytest.raises(train.Interrupted, match="SIGINT after step 4: checkpoint .*--resume"):
+        _fit(tmp_path / "b", 6, batches=interrupted_at_3, checkpoint_every=100)
+    # The default handler is back: a later Ctrl-C is a KeyboardInterrupt again.
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = _fit(tmp_path / "b", 6, resume=True, checkpoint_every=100)
+    for x, y in zip(jax.tree.leaves(uninterrupted.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_checkpoint_round_trip(tmp_path):

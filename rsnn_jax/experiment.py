@@ -15,6 +15,7 @@ Every run writes into ``config.workdir``:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -386,6 +387,15 @@ def _validation_batch(config, data, model) -> batching.Batch | None:
 # --------------------------------------------------------------------------- evaluation
 
 
+@functools.partial(jax.jit, static_argnames=("model", "passes"))
+def _run_passes(params, stimulus, recorded, history, key, passes, *, model):
+    """``model_lib.run_passes`` compiled once per (model, passes, shapes): every model
+    evaluated in a run (best, untrained, start) reuses the same program."""
+    return model_lib.run_passes(
+        params, model, stimulus, recorded, passes=passes, key=key, initial_history=history
+    )
+
+
 def evaluate(
     params: model_lib.ModelParams,
     model: model_lib.Model,
@@ -414,12 +424,7 @@ def evaluate(
     num_trials = num_trials or max(k, 100)
     history = np.asarray(batch.history)[np.arange(num_trials) % k]
     free_key, clamped_key = jax.random.split(key)
-    run = jax.jit(
-        lambda p, stimulus, recorded, hist, key, passes: model_lib.run_passes(
-            p, model, stimulus, recorded, passes=passes, key=key, initial_history=hist
-        ),
-        static_argnames="passes",
-    )
+    run = functools.partial(_run_passes, model=model)
     free = run(
         params,
         batch.stimulus,

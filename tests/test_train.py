@@ -148,8 +148,13 @@ def test_progress_lines_give_elapsed_time_and_eta(tmp_path):
     assert progress[-1].endswith("ETA 0:00:00)")  # nothing left after the last step
 
 
-def test_kill_and_resume_gives_the_same_parameters(tmp_path):
-    uninterrupted = _fit(tmp_path / "a", 6)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A 6-step fit that nothing interrupts (the reference of the resume tests)."""
+    return _fit(tmp_path_factory.mktemp("uninterrupted"), 6)
+
+
+def test_kill_and_resume_gives_the_same_parameters(tmp_path, uninterrupted):
     _fit(tmp_path / "b", 4)  # "killed" after step 4 (its last checkpoint)
     resumed = _fit(tmp_path / "b", 6, resume=True)
     assert int(resumed.state.step) == 6
@@ -163,8 +168,9 @@ def test_kill_and_resume_gives_the_same_parameters(tmp_path):
     assert len(lines) == 3  # evaluations at steps 2, 4, 6 across both runs
 
 
-def test_sigint_checkpoints_the_last_step_and_resume_matches_an_uninterrupted_fit(tmp_path):
-    uninterrupted = _fit(tmp_path / "a", 6)
+def test_sigint_checkpoints_the_last_step_and_resume_matches_an_uninterrupted_fit(
+    tmp_path, uninterrupted
+):
 
     def interrupted_at_3(position):
         while True:

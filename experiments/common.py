@@ -35,6 +35,7 @@ def define_flags(**defaults) -> None:
         weight_decay=0.0,
         init_biases=True,
         warm_start_iterations=100,
+        warm_start_coupling_l2=0.0,
     )
     d.update(defaults)
     flags.DEFINE_string("data", None, "HDF5 recording (docs/data.md); default: built-in synthetic.")
@@ -74,6 +75,11 @@ def define_flags(**defaults) -> None:
         d["warm_start_iterations"],
         "L-BFGS iterations of the clamped-MLE readout solve before training (0: none; "
         "skipped with hidden neurons).",
+    )
+    flags.DEFINE_float(
+        "warm_start_coupling_l2",
+        d["warm_start_coupling_l2"],
+        "L2 penalty on the couplings between neurons (not self-history) in the warm start.",
     )
     flags.DEFINE_bool(
         "init_biases",
@@ -199,6 +205,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         weight_decay=FLAGS.weight_decay,
         init_biases=FLAGS.init_biases,
         warm_start_iterations=FLAGS.warm_start_iterations,
+        warm_start_coupling_l2=FLAGS.warm_start_coupling_l2,
     )
     if FLAGS.cache_dir:
         kwargs["cache_dir"] = FLAGS.cache_dir
@@ -215,6 +222,8 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
             _fail(f"--{name}={FLAGS[name].value}: must be >= 1")
     if not FLAGS.learning_rate > 0:
         _fail(f"--learning_rate={FLAGS.learning_rate}: must be > 0")
+    if FLAGS.warm_start_coupling_l2 < 0:
+        _fail(f"--warm_start_coupling_l2={FLAGS.warm_start_coupling_l2}: must be >= 0")
     if FLAGS.warm_start_iterations < 0:
         _fail(f"--warm_start_iterations={FLAGS.warm_start_iterations}: must be >= 0")
     if FLAGS.warmup_steps < 0:

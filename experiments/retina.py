@@ -33,6 +33,7 @@ common.define_flags(
     num_movies=None,
     temporal_kernel=300,
     condition="checkerboard",
+    warm_start_coupling_l2=1e-4,
 )
 # --help lists the shared flags with this module's own (not only under --helpfull).
 absl_flags.adopt_module_key_flags(common)

@@ -86,6 +86,8 @@ class ExperimentConfig:
       schedule, warmup_steps, final_lr_fraction, weight_decay: see ``train.TrainConfig``.
       init_biases: start each neuron at its training-data rate
         (``initialise.biases_from_rates``); False keeps the zero biases of the paper's code.
+      warm_start_coupling_l2: L2 penalty on the couplings between neurons in the warm start
+        (``warm_start.solve_readout``'s ``coupling_l2``).
       init_temporal_filters: retina: start the encoder's temporal filters as the leading
         temporal components of the training data's spike-triggered averages
         (``initialise.temporal_filters_from_sta``); False: the raised-cosine basis.
@@ -133,6 +135,7 @@ class ExperimentConfig:
     weight_decay: float = 0.0
     init_biases: bool = False
     warm_start_iterations: int = 0
+    warm_start_coupling_l2: float = 0.0
     init_temporal_filters: bool = False
 
     def __post_init__(self):
@@ -150,6 +153,10 @@ class ExperimentConfig:
             raise ValueError(f"--devices must be >= 0 (0 = all), got {self.num_devices}")
         if self.num_hidden < 0 or self.target_hidden < 0:
             raise ValueError("--hidden and --target_hidden must be >= 0")
+        if self.warm_start_coupling_l2 < 0:
+            raise ValueError(
+                f"--warm_start_coupling_l2 must be >= 0, got {self.warm_start_coupling_l2}"
+            )
         if self.init_temporal_filters and self.kind != "retina":
             raise ValueError("--init_temporal_filters applies to the retina encoder only")
         if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
@@ -591,7 +598,12 @@ def _warm_start(config, data, model, params, batches, log) -> model_lib.ModelPar
         )
     )
     params, values = warm_start.solve_readout(
-        params, model, batch, config.warm_start_iterations, config.weight_decay
+        params,
+        model,
+        batch,
+        config.warm_start_iterations,
+        config.weight_decay,
+        config.warm_start_coupling_l2,
     )
     log(
         f"warm start: clamped NLL per bin {before:.5f} -> {values[-1]:.5f} after "

@@ -258,3 +258,38 @@ def test_command_line_writes_the_same_recording(tmp_path):
     np.testing.assert_array_equal(loaded.spikes["natural"], _expected_spikes())
     assert loaded.attrs["num_clipped_spikes"] == EXPECTED_CLIPPED
     assert loaded.attrs["events_file"] == "events_v73.mat"
+
+
+def _importer(*flags):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [sys.executable, "-m", "rsnn_jax.data.pvc11", *flags],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        timeout=120,
+    )
+
+
+def test_command_line_mistakes_end_in_one_line_naming_the_file(tmp_path):
+    events_path, movie_path = write_v73(tmp_path)
+    garbage = tmp_path / "garbage.mat"
+    garbage.write_bytes(b"MATLAB 5.0 MAT-file" + bytes(range(256)) * 4)
+    no_events = tmp_path / "no_events.mat"
+    scipy_io.savemat(no_events, {"data": {"SPIKES": np.zeros(3)}})
+    cases = [
+        ((f"--events={tmp_path}/missing.mat", f"--movie={movie_path}"), "--events: no such file"),
+        ((f"--events={garbage}", f"--movie={movie_path}"), f"{garbage}: 1 problem(s): data.EVENTS"),
+        ((f"--events={no_events}", f"--movie={movie_path}"), f"{no_events}: 1 problem(s)"),
+        ((f"--events={events_path}", f"--movie={events_path}"), "M: no /M in the HDF5"),
+    ]
+    for flags, message in cases:
+        result = _importer(*flags, f"--out={tmp_path / 'out.h5'}", "--image_size=3")
+        assert result.returncode == 2, (flags, result.stderr[-2000:])
+        lines = result.stderr.strip().splitlines()
+        assert "Traceback" not in result.stderr and lines[-1].startswith("error: "), lines
+        assert message in lines[-1], (message, lines[-1])
+        if "no_events" in flags[0]:
+            assert "no field 'EVENTS'" in lines[-1]
+    assert not (tmp_path / "out.h5").exists()

@@ -283,6 +283,15 @@ def test_validator_reports_every_problem_at_once(valid_file):
     assert len(str(rec.DataError(problems)).splitlines()) == 4  # header + one line each
 
 
+@pytest.mark.parametrize("group", ["stimuli", "spikes"])
+def test_a_missing_movie_group_is_reported_alone(valid_file, group):
+    # Not followed by its consequences (splits "absent from /spikes", neuron-id counts).
+    with h5py.File(valid_file, "r+") as f:
+        del f[f"/{group}"]
+    problems = rec.validate_recording(valid_file)
+    assert [(p.path, p.message) for p in problems] == [(f"/{group}", "missing group")]
+
+
 def test_not_an_hdf5_file(tmp_path):
     path = tmp_path / "junk.h5"
     path.write_bytes(b"not hdf5 at all")

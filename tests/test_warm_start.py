@@ -62,3 +62,24 @@ def test_hidden_neurons_are_refused():
     params = model.init_model(jax.random.key(0), m, (T + 1, 3, 3))
     with pytest.raises(ValueError, match="hidden neurons"):
         warm_start.solve_readout(params, m, batch)
+
+
+def test_coupling_penalty_spares_the_self_history():
+    m, batch, params = _problem()
+    features = model.encode(params, m, batch.stimulus)
+    weights = np.asarray(jax.random.normal(jax.random.key(2), (D, NV, NV)))
+    net = params.network._replace(recurrent_weights=weights)
+
+    def nll(c, w=weights):
+        n = net._replace(recurrent_weights=w)
+        return float(
+            warm_start.clamped_nll(n, m, features, batch.spikes, batch.history, coupling_l2=c)
+        )
+
+    between = sum(
+        weights[d, i, j] ** 2 for d in range(D) for i in range(NV) for j in range(NV) if i != j
+    )
+    assert nll(0.3) - nll(0.0) == pytest.approx(0.5 * 0.3 * between, rel=1e-4)
+    diagonal_only = np.zeros_like(weights)
+    diagonal_only[:, np.arange(NV), np.arange(NV)] = 5.0
+    assert nll(0.3, diagonal_only) == pytest.approx(nll(0.0, diagonal_only), rel=1e-6)

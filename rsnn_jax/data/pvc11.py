@@ -35,6 +35,7 @@ Command line::
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 
@@ -55,7 +56,13 @@ def _v5_variable(path, variable: str):
     import scipy.io
 
     parts = variable.split(".")
-    mat = scipy.io.loadmat(os.fspath(path), squeeze_me=False, struct_as_record=True)
+    try:
+        mat = scipy.io.loadmat(os.fspath(path), squeeze_me=False, struct_as_record=True)
+    except Exception as err:  # scipy's errors on a damaged file name neither file nor cause
+        raise DataError(
+            [Problem(variable, f"not a readable MATLAB file ({type(err).__name__}: {err})")],
+            os.fspath(path),
+        ) from err
     if parts[0] not in mat:
         raise DataError([Problem(variable, f"no variable {parts[0]!r} in {os.fspath(path)}")])
     node = mat[parts[0]]
@@ -63,9 +70,11 @@ def _v5_variable(path, variable: str):
         here = ".".join(parts[:depth])
         names = getattr(node.dtype, "names", None) or ()
         if part not in names:
-            raise DataError([Problem(here, f"no field {part!r} (fields: {list(names)})")])
+            problem = Problem(here, f"no field {part!r} (fields: {list(names)})")
+            raise DataError([problem], os.fspath(path))
         if node.size != 1:
-            raise DataError([Problem(here, f"expected a 1×1 struct, got shape {node.shape}")])
+            problem = Problem(here, f"expected a 1×1 struct, got shape {node.shape}")
+            raise DataError([problem], os.fspath(path))
         node = node[part].reshape(-1)[0]
     return node
 
@@ -88,7 +97,7 @@ def _read_v5_cell(path, variable: str) -> list[list[np.ndarray]]:
 def _h5_variable(f: h5py.File, variable: str):
     path = "/" + variable.replace(".", "/")
     if path not in f:
-        raise DataError([Problem(variable, f"no {path} in the HDF5 (v7.3) file")])
+        raise DataError([Problem(variable, f"no {path} in the HDF5 (v7.3) file")], f.filename)
     return f[path]
 
 
@@ -96,10 +105,13 @@ def _read_v73_cell(path, variable: str) -> list[list[np.ndarray]]:
     with h5py.File(path, "r") as f:
         dataset = _h5_variable(f, variable)
         if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 2:
-            raise DataError([Problem(variable, "expected a 2-D cell array (object references)")])
+            raise DataError(
+                [Problem(variable, "expected a 2-D cell array (object references)")], f.filename
+            )
         if dataset.dtype != h5py.ref_dtype:
             raise DataError(
-                [Problem(variable, f"expected a cell array (references), got {dataset.dtype}")]
+                [Problem(variable, f"expected a cell array (references), got {dataset.dtype}")],
+                f.filename,
             )
         references = dataset[()]  # MATLAB column-major: stored [trials, units]
         num_trials, num_units = references.shape
@@ -158,7 +170,9 @@ def read_movie(path: str | os.PathLike, variable: str = "M") -> np.ndarray:
         with h5py.File(path, "r") as f:
             dataset = _h5_variable(f, variable)
             if not isinstance(dataset, h5py.Dataset) or dataset.ndim != 3:
-                raise DataError([Problem(variable, "expected a 3-D array H × W × frames")])
+                raise DataError(
+                    [Problem(variable, "expected a 3-D array H × W × frames")], f.filename
+                )
             return np.transpose(dataset[()], (0, 2, 1))  # stored [frames, W, H]
     movie = _v5_variable(path, variable)
     if not isinstance(movie, np.ndarray) or movie.ndim != 3 or movie.dtype.kind not in "fiu":
@@ -368,24 +382,40 @@ def summary(recording: Recording) -> str:
     return "\n".join(lines)
 
 
+def _fail(message: str) -> None:
+    """A user mistake: one line on stderr, exit code 2, no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     del argv
     from absl import flags
 
     flag = flags.FLAGS
-    units = [int(u) for u in flag.units] if flag.units else None
-    recording = import_pvc11(
-        flag.events,
-        flag.movie,
-        image_size=flag.image_size,
-        bin_width_s=flag.bin_width_s,
-        keep_seconds=flag.keep_seconds,
-        units=units,
-        min_rate_hz=flag.min_rate_hz,
-        min_snr=flag.min_snr,
-        snr_variable=flag.snr_variable,
-        split=[int(s) for s in flag.split],
-    )
+    for name in ("events", "movie"):
+        if not os.path.isfile(flag[name].value):
+            _fail(f"--{name}: no such file {flag[name].value!r}")
+    try:
+        units = [int(u) for u in flag.units] if flag.units else None
+        split = [int(s) for s in flag.split]
+    except ValueError:
+        _fail("--units and --split take integers, e.g. --split=80,30,10")
+    try:
+        recording = import_pvc11(
+            flag.events,
+            flag.movie,
+            image_size=flag.image_size,
+            bin_width_s=flag.bin_width_s,
+            keep_seconds=flag.keep_seconds,
+            units=units,
+            min_rate_hz=flag.min_rate_hz,
+            min_snr=flag.min_snr,
+            snr_variable=flag.snr_variable,
+            split=split,
+        )
+    except ValueError as err:  # DataError included: what is wrong, in which file
+        _fail(" ".join(str(err).split()))
     save_recording(flag.out, recording)
     print(summary(recording))
     print(f"wrote {flag.out}")

@@ -479,6 +479,10 @@ def _validate_open(f: h5py.File, batch_size: int | None, clip_counts: bool) -> l
     problems = _check_root(f)
     movie_problems, shapes = _check_movies(f, clip_counts)
     problems += movie_problems
+    if any(p.path in ("/stimuli", "/spikes") for p in movie_problems):
+        # Without both movie groups the movies' shapes are unknown: checking the neuron ids,
+        # splits and target against them would only report consequences of this problem.
+        return problems
     problems += _check_neuron_ids(f, shapes)
     problems += _check_splits(f, shapes, batch_size)
     problems += _check_target(f, shapes)

@@ -57,11 +57,14 @@ def test_cross_correlogram_and_mixed_estimator_against_loops():
     np.testing.assert_allclose(example.mixed_cross_correlogram(x, z, 2), mixed, rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
+# One worker, one run of the example (30 s): session scope, because xdist may interleave
+# other modules' tests and a module-scoped fixture would be recomputed.
+@pytest.fixture(scope="session")
 def numbers():
     return example.main(small=True, seed=0)
 
 
+@pytest.mark.xdist_group("custom_statistics_example")
 def test_estimators_behave_as_documented(numbers):
     check = numbers["estimator_check"]
     # Seeds 0–5 at this size: 0.31–0.41 (biased), 0.04–0.08 (mixed, Monte-Carlo noise only),
@@ -72,12 +75,14 @@ def test_estimators_behave_as_documented(numbers):
     assert check["surrogate_nonzero_fraction"] < 0.5
 
 
+@pytest.mark.xdist_group("custom_statistics_example")
 def test_gradients_of_the_generic_objective_are_finite_and_reach_every_parameter(numbers):
     assert numbers["gradient_check"]
     for path, (finite, largest) in numbers["gradient_check"].items():
         assert finite and largest > 0, path
 
 
+@pytest.mark.xdist_group("custom_statistics_example")
 def test_the_fit_moves_the_statistics_toward_the_data(numbers):
     # Measured after/before over seeds 0–5 at this size: correlogram 0.13–0.28 (seed 0:
     # 0.127), coactivity distribution 0.008–0.093 (seed 0: 0.008).

@@ -15,7 +15,7 @@ from rsnn_jax.data import recording, synthetic
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # computed once per worker however xdist orders the tests
 def data_files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("data")
     v1 = synthetic.make_v1_like(

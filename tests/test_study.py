@@ -35,7 +35,9 @@ pytestmark = pytest.mark.xdist_group("tiny_study")
 STEPS = 100
 
 
-@pytest.fixture(scope="module")
+# Session scope: xdist may run other modules' tests between this group's tests in the same
+# worker, and a module-scoped fixture would then be fitted again (measured: twice, 110 s each).
+@pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_study")
     path = str(root / "data.h5")

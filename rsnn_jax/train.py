@@ -521,6 +521,12 @@ def fit(
     started = last_log_time = time.perf_counter()
     last_log_step = start_step
     terms = {}
+
+    def save_latest():  # the state after step ``done``, to continue from
+        save_checkpoint(
+            latest, state, data_position=done, seed=config.seed, best_validation=best_validation
+        )
+
     with _StopSignals() as signals:
         for step in range(start_step, config.num_steps):
             batch = next(iterator)
@@ -589,13 +595,7 @@ def fit(
                     f"(best {best_validation:.5g} at step {best_step})"
                 )
             if latest and (done % config.checkpoint_every == 0 or done == config.num_steps):
-                save_checkpoint(
-                    latest,
-                    state,
-                    data_position=done,
-                    seed=config.seed,
-                    best_validation=best_validation,
-                )
+                save_latest()
                 if config.keep_checkpoints:
                     shutil.copyfile(latest, os.path.join(ckpt_dir, f"step_{done:06d}.msgpack"))
             if config.patience is not None and evals_without_improvement >= config.patience:
@@ -605,23 +605,11 @@ def fit(
                 )
                 stopped_early = True
                 if latest:
-                    save_checkpoint(
-                        latest,
-                        state,
-                        data_position=done,
-                        seed=config.seed,
-                        best_validation=best_validation,
-                    )
+                    save_latest()
                 break
             if signals.requested:
                 if latest:
-                    save_checkpoint(
-                        latest,
-                        state,
-                        data_position=done,
-                        seed=config.seed,
-                        best_validation=best_validation,
-                    )
+                    save_latest()
                 where = (
                     f"checkpoint {latest} holds it; continue with --resume (resume=True)"
                     if latest

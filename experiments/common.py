@@ -222,8 +222,6 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
             _fail(f"--{name}={FLAGS[name].value}: must be >= 1")
     if not FLAGS.learning_rate > 0:
         _fail(f"--learning_rate={FLAGS.learning_rate}: must be > 0")
-    if FLAGS.warm_start_coupling_l2 < 0:
-        _fail(f"--warm_start_coupling_l2={FLAGS.warm_start_coupling_l2}: must be >= 0")
     if FLAGS.warm_start_iterations < 0:
         _fail(f"--warm_start_iterations={FLAGS.warm_start_iterations}: must be >= 0")
     if FLAGS.warmup_steps < 0:

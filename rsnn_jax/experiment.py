@@ -625,8 +625,17 @@ class WorkdirInUse(RunError):
     """The workdir holds a run that this one would destroy, or ``resume`` cannot continue."""
 
 
-# Fields a resumed run may change: the step budget and what is only printed or evaluated.
-_RESUMABLE_CHANGES = {"num_steps", "resume", "overwrite", "log_every", "eval_trials"}
+# Fields a resumed run may change: the step budget and what is only printed, written or
+# evaluated.
+_RESUMABLE_CHANGES = {
+    "num_steps",
+    "resume",
+    "overwrite",
+    "log_every",
+    "eval_trials",
+    "checkpoint_every",
+    "keep_checkpoints",
+}
 
 
 def _claim_workdir(config: ExperimentConfig) -> None:

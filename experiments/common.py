@@ -63,6 +63,13 @@ def define_flags(**defaults) -> None:
         "Learning rate: linear warm-up then cosine decay to --final_lr_fraction, or constant "
         "(the paper's).",
     )
+    flags.DEFINE_list(
+        "learning_rate_scales",
+        [],
+        "Per-parameter learning rates: PATH:SCALE pairs, e.g. encoder/params/temporal:0 "
+        "(every parameter whose path contains PATH steps SCALE × the learning rate; 0 "
+        "freezes it).",
+    )
     flags.DEFINE_integer("warmup_steps", d["warmup_steps"], "Warm-up steps (warmup_cosine).")
     flags.DEFINE_float(
         "final_lr_fraction", 0.1, "Last step's learning rate over the peak (warmup_cosine)."
@@ -86,6 +93,19 @@ def define_flags(**defaults) -> None:
         d["init_biases"],
         "Start each neuron at its training-data firing rate (--noinit_biases: zero biases, "
         "as the paper's code).",
+    )
+    flags.DEFINE_bool(
+        "free_from_zeros",
+        d.get("free_from_zeros", False),
+        "Start the free pass from a silent history, as the official code does (default: "
+        "from the batch's recorded history).",
+    )
+    flags.DEFINE_enum(
+        "adam_epsilon",
+        d.get("adam_epsilon", "optax"),
+        list(train.ADAM_EPSILONS),
+        "Where Adam's epsilon enters: after the bias correction (optax) or on the square root "
+        "of the uncorrected second moment, as TF 2.3 Keras in the official code (keras).",
     )
     flags.DEFINE_integer("seed", 0, "Seed of the fit: initialisation, batches and noise.")
     flags.DEFINE_integer(
@@ -170,6 +190,15 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
     except ValueError:
         _fail(f"--conv_features={','.join(FLAGS.conv_features)}: expected integers like 16,32")
     workdir = FLAGS.workdir if FLAGS["workdir"].present else f"{FLAGS.workdir}_{FLAGS.loss}"
+    scales = []
+    for item in FLAGS.learning_rate_scales:
+        path, _, scale = item.rpartition(":")
+        try:
+            scales.append((path, float(scale)))
+        except ValueError:
+            _fail(f"--learning_rate_scales: {item!r} is not PATH:SCALE (e.g. encoder:0.5)")
+        if not path or not scales[-1][1] >= 0:
+            _fail(f"--learning_rate_scales: {item!r} needs a path and a scale >= 0")
     kwargs = dict(
         kind=kind,
         workdir=workdir,
@@ -206,6 +235,9 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         init_biases=FLAGS.init_biases,
         warm_start_iterations=FLAGS.warm_start_iterations,
         warm_start_coupling_l2=FLAGS.warm_start_coupling_l2,
+        free_from_zeros=FLAGS.free_from_zeros,
+        adam_epsilon=FLAGS.adam_epsilon,
+        learning_rate_scales=tuple(scales),
     )
     if FLAGS.cache_dir:
         kwargs["cache_dir"] = FLAGS.cache_dir

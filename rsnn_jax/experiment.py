@@ -31,6 +31,7 @@ import numpy as np
 from rsnn_jax import (
     encoders,
     initialise,
+    likelihood,
     losses,
     metrics,
     network,
@@ -91,9 +92,14 @@ class ExperimentConfig:
       init_temporal_filters: retina: start the encoder's temporal filters as the leading
         temporal components of the training data's spike-triggered averages
         (``initialise.temporal_filters_from_sta``); False: the raised-cosine basis.
+      learning_rate_scales: ((parameter path, scale), ...): per-parameter multipliers of the
+        learning rate (``train.TrainConfig.learning_rate_scales``; ``--learning_rate_scales``).
       warm_start_iterations: L-BFGS iterations of the clamped-MLE readout solve before the
         stochastic phase (``rsnn_jax.warm_start``); 0 skips it (always skipped with hidden
         neurons).
+      free_from_zeros: the training objective's free pass starts from a silent history, as
+        the official code does (``losses.make_objective``'s ``free_from_zeros``).
+      adam_epsilon: "optax" or "keras" (the official optimiser), see ``train.TrainConfig``.
     """
 
     kind: str
@@ -137,6 +143,9 @@ class ExperimentConfig:
     warm_start_iterations: int = 0
     warm_start_coupling_l2: float = 0.0
     init_temporal_filters: bool = False
+    learning_rate_scales: tuple = ()
+    free_from_zeros: bool = False
+    adam_epsilon: str = "optax"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -206,7 +215,8 @@ def builtin_data_path(config: ExperimentConfig) -> str:
     base = {"v1": "v1_like", "synthetic": "v1_like", "retina": "retina_like"}[config.kind]
     hidden = config.target_hidden if config.kind != "retina" else 0
     trials = "" if config.data_trials is None else f"_k{config.data_trials}"
-    version = "v3"  # bump when the generator's defaults change: old caches are not reused
+    # Bump when a generator's defaults change: old caches are not reused.
+    version = {"retina": "v4"}.get(config.kind, "v3")
     name = f"{base}_h{hidden}{trials}_seed{config.data_seed}_{version}.h5"
     return os.path.join(config.cache_dir, name)
 
@@ -410,19 +420,28 @@ def evaluate(
     key: jax.Array,
     num_trials: int | None = None,
     smoothing_bins: int | None = None,
+    smc_particles: int = 32,
+    smc_repeats: int = 2,
 ) -> dict:
     """Held-out metrics of docs/losses_and_metrics.md on one movie's trials (shared stimulus).
 
     The model is simulated freely from each recorded trial's history (``num_trials`` trials,
     default max(K, 100), cycling through the recorded histories) for the PSTH and
-    noise correlations, and clamped to the recorded trials for the likelihood.
+    noise correlations. The likelihood of the recorded trials is exact without hidden
+    neurons (one clamped pass). With hidden neurons their spikes must be marginalised: it
+    is estimated by sequential Monte Carlo (``likelihood.smc_log_likelihood``,
+    ``smc_particles`` particles, ``smc_repeats`` independent filters for the standard
+    error); the estimate is biased low (more so with fewer particles), never high.
 
     Returns:
       dict with ``psth_correlation`` (median over neurons, from σ̄, eq. 7; also
       ``psth_correlation_smoothed`` after a boxcar of ``smoothing_bins``),
       ``psth_correlation_per_neuron``, ``nc_r2`` (eq. 11), ``nc_r2_offset_invariant``
-      (Table S6), ``bits_per_spike``, ``mcfadden_r2``, ``data_nc``/``model_nc`` matrices and
-      PSTHs (NumPy, for figures; dropped from the JSON report).
+      (Table S6), ``bits_per_spike`` and ``mcfadden_r2`` with their Monte-Carlo standard
+      errors ``*_se`` (0 when exact), ``likelihood_estimator`` ("exact" or "smc"),
+      ``smc_particles``/``smc_repeats`` (0 when exact), ``smc_effective_sample_fraction``
+      (mean ESS / P over bins, None when exact), ``data_nc``/``model_nc`` matrices and PSTHs
+      (NumPy, for figures; dropped from the JSON report).
     """
     num_visible = model.network.num_visible
     k = batch.spikes.shape[0]
@@ -440,15 +459,64 @@ def evaluate(
         free_key,
         model_lib.Passes(free=True),
     ).free
-    clamped = run(
-        params,
-        batch.stimulus,
-        batch.spikes,
-        batch.history,
-        clamped_key,
-        model_lib.Passes(clamped=1),
-    ).clamped
     data_spikes = np.asarray(batch.spikes)
+    if model.network.num_hidden:
+        # One clamped pass samples the hidden spikes freely: one sample of the ELBO, not the
+        # likelihood of the visible spikes. Marginalise them by SMC instead.
+        smc = likelihood.smc_log_likelihood(
+            params.network,
+            model_lib.encode(params, model, batch.stimulus),
+            batch.spikes,
+            config=model.network,
+            key=clamped_key,
+            num_particles=smc_particles,
+            num_repeats=smc_repeats,
+            initial_history=batch.history,
+        )
+        total, error = smc.total, smc.standard_error
+        bits = metrics.bits_per_spike_from_log_likelihood(data_spikes, total)
+        mcfadden = metrics.mcfadden_r2_from_log_likelihood(data_spikes, total)
+        # Both metrics are affine in log L: log L ± its standard error moves them by theirs.
+        bits_error = metrics.bits_per_spike_from_log_likelihood(data_spikes, total + error) - bits
+        mcfadden_error = (
+            metrics.mcfadden_r2_from_log_likelihood(data_spikes, total + error) - mcfadden
+        )
+        likelihood_values = {
+            "likelihood_estimator": "smc",
+            "smc_particles": int(smc_particles),
+            "smc_repeats": int(smc_repeats),
+            "smc_effective_sample_fraction": float(
+                np.mean(smc.effective_sample_size) / smc_particles
+            ),
+            "bits_per_spike": float(bits),
+            "bits_per_spike_se": float(bits_error),
+            "mcfadden_r2": float(mcfadden),
+            "mcfadden_r2_se": float(jnp.abs(mcfadden_error)),
+        }
+    else:
+        clamped = run(
+            params,
+            batch.stimulus,
+            batch.spikes,
+            batch.history,
+            clamped_key,
+            model_lib.Passes(clamped=1),
+        ).clamped
+        clamped_logits = np.asarray(clamped.logits[..., :num_visible])
+        likelihood_values = {
+            "likelihood_estimator": "exact",
+            "smc_particles": 0,
+            "smc_repeats": 0,
+            "smc_effective_sample_fraction": None,
+            "bits_per_spike": float(
+                metrics.bits_per_spike(data_spikes, clamped_logits, per_neuron=False)
+            ),
+            "bits_per_spike_se": 0.0,
+            "mcfadden_r2": float(
+                metrics.mcfadden_r2(data_spikes, clamped_logits, per_neuron=False)
+            ),
+            "mcfadden_r2_se": 0.0,
+        }
     model_spikes = np.asarray(free.spikes[..., :num_visible])
     model_probs = np.asarray(free.probabilities[..., :num_visible])
     per_neuron = np.asarray(metrics.psth_correlation(data_spikes, model_probs))
@@ -459,7 +527,6 @@ def evaluate(
     )
     data_nc = np.asarray(metrics.noise_correlation(data_spikes))
     model_nc = np.asarray(metrics.noise_correlation(model_spikes))
-    clamped_logits = np.asarray(clamped.logits[..., :num_visible])
     return {
         "num_recorded_trials": int(k),
         "num_simulated_trials": int(num_trials),
@@ -472,10 +539,7 @@ def evaluate(
         # What a model without any noise correlation scores on these trials: −(mean/std)² of
         # the data's NC. An NC R² below it has learned no noise correlation at all.
         "nc_r2_no_correlation": float(metrics.nc_r2(data_nc, np.zeros_like(data_nc))),
-        "bits_per_spike": float(
-            metrics.bits_per_spike(data_spikes, clamped_logits, per_neuron=False)
-        ),
-        "mcfadden_r2": float(metrics.mcfadden_r2(data_spikes, clamped_logits, per_neuron=False)),
+        **likelihood_values,
         "data_rate": float(data_spikes.mean()),
         "model_rate": float(model_spikes.mean()),
         "_data_nc": data_nc,
@@ -489,6 +553,17 @@ def evaluate(
 
 def _public(values: dict) -> dict:
     return {k: v for k, v in values.items() if not k.startswith("_")}
+
+
+def _bits_per_spike_text(values: dict) -> str:
+    """``evaluate``'s bits/spike for a log line, with how it was estimated when not exact."""
+    text = f"{values['bits_per_spike']:.3f}"
+    if values.get("likelihood_estimator") == "smc":
+        text += (
+            f" ± {values['bits_per_spike_se']:.3f} (SMC over the hidden spikes, "
+            f"{values['smc_particles']} particles: biased low)"
+        )
+    return text
 
 
 def _figures(config, data, model, result, best_eval, figdir) -> list[str]:
@@ -517,6 +592,7 @@ def _figures(config, data, model, result, best_eval, figdir) -> list[str]:
                 os.path.join(figdir, f"psth_{tag}.png"),
                 bin_ms,
                 np.asarray(values["psth_correlation_per_neuron"]),
+                values["psth_smoothing_bins"],
             )
         )
         paths.append(
@@ -660,6 +736,13 @@ def _claim_workdir(config: ExperimentConfig) -> None:
             with open(path) as f:
                 before = json.load(f)
             now = json.loads(json.dumps(dataclasses.asdict(config)))
+            # A field added since the run started counts as its default.
+            defaults = {
+                f.name: json.loads(json.dumps(f.default))
+                for f in dataclasses.fields(config)
+                if f.default is not dataclasses.MISSING
+            }
+            before = {**defaults, **before}
             changed = sorted(
                 k for k in now if k not in _RESUMABLE_CHANGES and before.get(k) != now[k]
             )
@@ -699,6 +782,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         weights=dict(config.weights) or None,
         clamp_until=config.clamp_until,
         seed=config.seed,
+        free_from_zeros=config.free_from_zeros,
         **objective_options(config),
     )
     if config.kind != "retina":
@@ -735,6 +819,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         patience=config.patience,
         log_every=config.log_every,
         seed=config.seed,
+        learning_rate_scales=tuple(tuple(x) for x in config.learning_rate_scales),
+        adam_epsilon=config.adam_epsilon,
     )
     # Written once training starts: a run that fails before (bad data) leaves no trace.
     os.makedirs(config.workdir, exist_ok=True)
@@ -770,6 +856,11 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
             for movie, batch in batches.items()
         }
 
+    log(
+        f"held-out evaluation on the test trials of {', '.join(test)}: the model of step "
+        f"{result.best_step}, the untrained and started models"
+        + (" and the ground-truth target" if data.target is not None else "")
+    )
     best_eval = evaluate_all(result.best_params, model)
     untrained_eval = evaluate_all(untrained, model)
     start_eval = evaluate_all(params, model) if params is not untrained else untrained_eval
@@ -793,7 +884,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     figures = _figures(config, data, model, result, best_eval, figdir)
     if data.target is not None:
         # The ground truth on the same held-out trials: the ceiling of every metric, given
-        # the finite number of recorded trials.
+        # the finite number of recorded trials. With hidden neurons its likelihood is an SMC
+        # estimate, biased low: a lower estimate of the ceiling (``evaluate``).
         target_eval = evaluate_all(data.target.params, data.target.model)
         report["target_test"] = {m: _public(v) for m, v in target_eval.items()}
         conn = _connectivity(result.best_params, model, data.target)
@@ -809,6 +901,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
                 os.path.join(figdir, "connectivity.png"),
                 "recurrent weights (sum over delays)",
                 conn["connectivity_r2"],
+                reference="target",
             )
         )
     report["figures"] = [os.path.relpath(p, config.workdir) for p in figures]
@@ -820,7 +913,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         log(
             f"test[{movie}] after the data-informed start: PSTH corr "
             f"{start['psth_correlation']:.3f}, NC R² {start['nc_r2']:.3f}, bits/spike "
-            f"{start['bits_per_spike']:.3f}"
+            f"{_bits_per_spike_text(start)}"
         )
         log(
             f"test[{movie}]: PSTH corr {values['psth_correlation']:.3f} "
@@ -828,8 +921,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
             f"{values['psth_correlation_smoothed']:.3f} vs "
             f"{before['psth_correlation_smoothed']:.3f}), NC R² {values['nc_r2']:.3f} "
             f"({before['nc_r2']:.3f}; no-correlation model {values['nc_r2_no_correlation']:.3f}),"
-            f" bits/spike {values['bits_per_spike']:.3f} "
-            f"({before['bits_per_spike']:.3f})"
+            f" bits/spike {_bits_per_spike_text(values)} "
+            f"({_bits_per_spike_text(before)})"
         )
         if "target_test" in report:
             truth = report["target_test"][movie]
@@ -837,8 +930,16 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
                 f"  ground-truth target on the same trials: PSTH corr "
                 f"{truth['psth_correlation']:.3f} (smoothed "
                 f"{truth['psth_correlation_smoothed']:.3f}), NC R² {truth['nc_r2']:.3f}, "
-                f"bits/spike {truth['bits_per_spike']:.3f}"
+                f"bits/spike {_bits_per_spike_text(truth)}"
             )
+            if (
+                truth.get("likelihood_estimator") == "smc"
+                and truth["bits_per_spike"] < values["bits_per_spike"]
+            ):
+                log(
+                    "  the target's bits/spike is below the fit's: its SMC estimate is biased "
+                    "low (too few particles for its hidden neurons), so it is no ceiling here"
+                )
     if "connectivity_r2" in report:
         log(
             f"connectivity R² {report['connectivity_r2']:.3f} "

@@ -874,9 +874,16 @@ class Objective:
     Attributes:
       weights: {term name: float32 scalar}.
       terms: {term name: Term}, in composition order.
+      free_from_zeros: the free pass starts from a silent history, as the official code
+        does, instead of the batch's recorded history (``Passes.free_from_zeros``).
     """
 
-    def __init__(self, terms: Mapping[str, Term], weights: Mapping[str, Any]):
+    def __init__(
+        self,
+        terms: Mapping[str, Term],
+        weights: Mapping[str, Any],
+        free_from_zeros: bool = False,
+    ):
         if set(terms) != set(weights):
             raise ValueError(
                 f"Objective: terms {sorted(terms)} and weights {sorted(weights)} differ"
@@ -886,14 +893,16 @@ class Objective:
                 raise TypeError(f"Objective: term {name!r} is not a Term: {term!r}")
         self.terms = dict(terms)
         self.weights = {name: _weight(name, weights[name]) for name in terms}
+        self.free_from_zeros = bool(free_from_zeros)
 
     def tree_flatten(self):
-        return (self.weights,), tuple(self.terms.items())
+        return (self.weights,), (tuple(self.terms.items()), self.free_from_zeros)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         objective = object.__new__(cls)
-        objective.terms = dict(aux)
+        terms, objective.free_from_zeros = aux
+        objective.terms = dict(terms)
         (objective.weights,) = children
         return objective
 
@@ -906,12 +915,16 @@ class Objective:
             except (TypeError, jax.errors.ConcretizationTypeError):
                 pass
             parts.append(f"{name}={weight}·{term!r}")
+        if self.free_from_zeros:
+            parts.append("free_from_zeros=True")
         return "Objective(" + ", ".join(parts) + ")"
 
     @property
     def passes(self) -> Passes:
-        """The merged simulation passes all terms need (``Passes.merge``)."""
-        return functools.reduce(Passes.merge, (t.passes for t in self.terms.values()), Passes())
+        """The merged simulation passes all terms need (``Passes.merge``), with
+        ``free_from_zeros`` set when the objective asks for it."""
+        start = Passes(free_from_zeros=self.free_from_zeros)
+        return functools.reduce(Passes.merge, (t.passes for t in self.terms.values()), start)
 
     def __call__(
         self, outputs: PassOutputs, recorded: jax.Array
@@ -938,10 +951,10 @@ class Objective:
         unknown = sorted(set(weights) - set(self.terms))
         if unknown:
             raise ValueError(f"with_weights: no term named {unknown}; terms are {list(self.terms)}")
-        return Objective(self.terms, {**self.weights, **weights})
+        return Objective(self.terms, {**self.weights, **weights}, self.free_from_zeros)
 
 
-def compose(terms: Mapping[str, tuple[float, Term]]) -> Objective:
+def compose(terms: Mapping[str, tuple[float, Term]], *, free_from_zeros: bool = False) -> Objective:
     """Builds an objective from {name: (weight, term)}.
 
     Example::
@@ -950,10 +963,13 @@ def compose(terms: Mapping[str, tuple[float, Term]]) -> Objective:
             "mle": (0.4, MLETerm()),
             "counts": (1.0, sample_and_measure(statistics.population_count_distribution)),
         })
+
+    ``free_from_zeros``: start the free pass from a silent history (``Objective``).
     """
     return Objective(
         {name: term for name, (_, term) in terms.items()},
         {name: weight for name, (weight, _) in terms.items()},
+        free_from_zeros,
     )
 
 
@@ -1004,6 +1020,7 @@ def make_objective(
     clamp_until: int | None = None,
     num_samples: int = 1,
     seed: int = 0,
+    free_from_zeros: bool = False,
     **options,
 ) -> Objective:
     """The paper's objectives (docs/losses_and_metrics.md), each weight overridable.
@@ -1049,6 +1066,9 @@ def make_objective(
         averaged over them, or eq. 20 with ``elbo_sm=True``); presets without a clamped pass
         accept only 1.
       seed: draws each hidden neuron's SM-h visible partner (``draw_partners``).
+      free_from_zeros: start the free pass (what psth, nc, nc_mse and a free-pass sm_h
+        read) from a silent history, as the official code does, instead of the batch's
+        recorded history (``Passes.free_from_zeros``). No effect without a free pass.
       **options: ``dataset`` ("v1" | "synthetic", weights of ``mle_psth_nc``);
         ``num_delays`` (D of nc_mse, default 9: pass the network's d_max);
         ``nc_mse_wrap`` (False; True = official ``tf.roll``); ``nc_mse_estimator``
@@ -1144,7 +1164,9 @@ def make_objective(
             ("single_trial", SingleTrialTerm(clamp_until), 1.0),
             ("nc", NCTerm(), 1.0),
         ]
-    objective = compose({name: (weight, term) for name, term, weight in spec})
+    objective = compose(
+        {name: (weight, term) for name, term, weight in spec}, free_from_zeros=free_from_zeros
+    )
     if num_samples > 1 and objective.passes.clamped == 0:
         raise ValueError(
             f"make_objective: num_samples applies to the clamped pass; {preset!r} has none"

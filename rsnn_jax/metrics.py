@@ -211,21 +211,28 @@ def _log_likelihoods(data_spikes, logits, rates):
         + (1.0 - data_spikes) * jax.nn.log_sigmoid(-logits),
         axis=(0, 1),
     )
+    null, spikes = _constant_rate_log_likelihood(data_spikes, rates)
+    return model, null, spikes
+
+
+def _constant_rate_log_likelihood(data_spikes, rates):
+    """Per-neuron log-likelihood [N] of the constant-rate Bernoulli model, and spike counts
+    [N], of ``data_spikes`` [K, T, N] (``rates`` [N] or None: the data's own rates)."""
     num_bins = data_spikes.shape[0] * data_spikes.shape[1]
     spikes = jnp.sum(data_spikes, axis=(0, 1))
     if rates is None:
         rates = spikes / num_bins
     else:
         # A held-out rate of exactly 0 or 1 would make the null likelihood −inf.
-        eps = jnp.finfo(logits.dtype).eps
+        eps = jnp.finfo(data_spikes.dtype).eps
         rates = jnp.clip(
-            jnp.broadcast_to(jnp.asarray(rates, logits.dtype), spikes.shape), eps, 1 - eps
+            jnp.broadcast_to(jnp.asarray(rates, data_spikes.dtype), spikes.shape), eps, 1 - eps
         )
     # xlogy: 0·log 0 = 0 for a neuron that never (or always) fires under its own rate.
     null = jax.scipy.special.xlogy(spikes, rates) + jax.scipy.special.xlogy(
         num_bins - spikes, 1.0 - rates
     )
-    return model, null, spikes
+    return null, spikes
 
 
 def bits_per_spike(
@@ -286,6 +293,58 @@ def mcfadden_r2(
     if per_neuron:
         return 1.0 - _safe_divide(model, null)
     return 1.0 - _safe_divide(jnp.sum(model), jnp.sum(null))
+
+
+def bits_per_spike_from_log_likelihood(
+    data_spikes: jax.Array, log_likelihood: jax.Array, rates: jax.Array | None = None
+) -> jax.Array:
+    """Population bits per spike of a model given its log-likelihood of ``data_spikes``.
+
+    ``bits_per_spike(..., per_neuron=False)`` for a model whose log-likelihood is not a sum
+    of per-bin terms of one clamped pass, e.g. a network with hidden neurons whose hidden
+    spikes are marginalised (``likelihood.smc_log_likelihood``): (log L − log L_const) /
+    (n_spikes · ln 2), with the same constant-rate null model. A standard error of log L
+    divides by the same n_spikes · ln 2.
+
+    Args:
+      data_spikes: float32 [K, T, N] recorded spikes.
+      log_likelihood: float32 scalar, log L of all of ``data_spikes`` in nats.
+      rates: float32 [N] constant rates per bin, or None (the data's own), as in
+        ``bits_per_spike``.
+
+    Returns:
+      float32 scalar; NaN if there is no spike.
+
+    References:
+      docs/losses_and_metrics.md; Pillow et al. (2008) for the unit.
+    """
+    data_spikes = statistics.as_signal(data_spikes, "data_spikes")
+    null, spikes = _constant_rate_log_likelihood(data_spikes, rates)
+    return _safe_divide(log_likelihood - jnp.sum(null), jnp.sum(spikes) * _LN2)
+
+
+def mcfadden_r2_from_log_likelihood(
+    data_spikes: jax.Array, log_likelihood: jax.Array, rates: jax.Array | None = None
+) -> jax.Array:
+    """Population McFadden pseudo-R² 1 − log L / log L_const given log L of ``data_spikes``.
+
+    ``mcfadden_r2(..., per_neuron=False)`` for a given log-likelihood (see
+    ``bits_per_spike_from_log_likelihood``); a standard error of log L divides by |log L_const|.
+
+    Args:
+      data_spikes: float32 [K, T, N].
+      log_likelihood: float32 scalar, log L in nats.
+      rates: float32 [N] or None, as in ``bits_per_spike``.
+
+    Returns:
+      float32 scalar; NaN where log L_const = 0.
+
+    References:
+      McFadden (1974); docs/losses_and_metrics.md.
+    """
+    data_spikes = statistics.as_signal(data_spikes, "data_spikes")
+    null, _ = _constant_rate_log_likelihood(data_spikes, rates)
+    return 1.0 - _safe_divide(log_likelihood, jnp.sum(null))
 
 
 class MultistepOutputs(NamedTuple):

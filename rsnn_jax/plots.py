@@ -34,13 +34,16 @@ def training_curves(history: list[dict], path: str) -> str:
     fig, axes = _subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 2.8))
     axes = np.atleast_1d(axes)
     steps = [record["step"] for record in history]
+    # Markers: a run with one evaluation still shows its points.
+    splits = (("train", ".-", "training (one batch)"), ("validation", "o--", "validation"))
     for ax, name in zip(axes, names):
-        for split, style in (("train", "-"), ("validation", "--")):
+        for split, style, label in splits:
             values = [record.get(split, {}).get(name, np.nan) for record in history]
-            ax.plot(steps, values, style, label=split)
+            ax.plot(steps, values, style, ms=4, label=label)
         ax.set_title(name)
         ax.set_xlabel("step")
-    axes[0].legend()
+        ax.set_ylabel("loss term")
+    axes[0].legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -63,11 +66,19 @@ def psth_overlay(
     path: str,
     bin_ms: float,
     correlations: np.ndarray | None = None,
+    smoothing_bins: int = 1,
 ) -> str:
-    """PSTHs [T, N] of data and model for a few neurons, in spikes per second."""
+    """PSTHs [T, N] of data and model for a few neurons, in spikes per second, after a
+    boxcar of ``smoothing_bins`` bins (short bins, e.g. the retina's 1.667 ms, are
+    unreadable raw)."""
     fig, axes = _subplots(len(neurons), 1, figsize=(8, 1.6 * len(neurons)), sharex=True)
     axes = np.atleast_1d(axes)
     time_s = np.arange(data_psth.shape[0]) * bin_ms / 1e3
+    if smoothing_bins > 1:
+        box = np.ones(smoothing_bins) / smoothing_bins
+        smooth = lambda x: np.apply_along_axis(np.convolve, 0, x, box, "same")  # noqa: E731
+        data_psth, model_psth = smooth(np.asarray(data_psth)), smooth(np.asarray(model_psth))
+        fig.suptitle(f"PSTH smoothed over {smoothing_bins * bin_ms:.0f} ms", fontsize=9)
     for ax, i in zip(axes, neurons):
         ax.plot(time_s, data_psth[:, i] * 1e3 / bin_ms, "k", lw=1, label="data")
         ax.plot(time_s, model_psth[:, i] * 1e3 / bin_ms, "C3", lw=1, label="model")
@@ -82,21 +93,31 @@ def psth_overlay(
 
 
 def matrix_comparison(
-    target: np.ndarray, fitted: np.ndarray, path: str, title: str, r2: float | None = None
+    target: np.ndarray,
+    fitted: np.ndarray,
+    path: str,
+    title: str,
+    r2: float | None = None,
+    reference: str = "data",
 ) -> str:
-    """Two [N, N] matrices side by side and their off-diagonal scatter (NC or connectivity)."""
+    """Two [N, N] matrices side by side and their off-diagonal scatter (NC or connectivity).
+
+    Args:
+      reference: what ``target`` is, for the labels: "data" (recorded noise correlations)
+        or "target" (the ground-truth network's weights).
+    """
     target, fitted = np.asarray(target, float), np.asarray(fitted, float)
     off = ~np.eye(target.shape[0], dtype=bool)
     lim = np.nanmax(np.abs(np.concatenate([target[off], fitted[off]]))) or 1.0
     fig, axes = _subplots(1, 3, figsize=(11, 3.4))
-    for ax, matrix, name in ((axes[0], target, "data / target"), (axes[1], fitted, "model")):
+    for ax, matrix, name in ((axes[0], target, reference), (axes[1], fitted, "model")):
         shown = np.where(off, matrix, np.nan)
         image = ax.imshow(shown, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title(f"{title}: {name}", fontsize=9)
         fig.colorbar(image, ax=ax, fraction=0.046)
     axes[2].scatter(target[off], fitted[off], s=3, alpha=0.5)
     axes[2].plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
-    axes[2].set_xlabel("data / target")
+    axes[2].set_xlabel(reference)
     axes[2].set_ylabel("model")
     axes[2].set_title("pairs i ≠ j" + ("" if r2 is None else f", R² = {r2:.2f}"), fontsize=9)
     return _save(fig, path)

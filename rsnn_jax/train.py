@@ -35,6 +35,7 @@ from rsnn_jax import parallel
 
 CLIP_MODES = ("per_variable", "global")
 SCHEDULES = ("warmup_cosine", "constant")
+ADAM_EPSILONS = ("optax", "keras")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +65,16 @@ class TrainConfig:
       log_every: steps between progress lines.
       seed: PRNG seed of the training noise.
       remat: rematerialise the simulation scans in the backward pass (long recordings).
+      learning_rate_scales: ((path, scale), ...): the step of every parameter whose path
+        (``"encoder/params/temporal/kernel"``, ``"network/bias"``, ...) contains ``path`` is
+        multiplied by ``scale`` (0 freezes it). Adam moves each weight by about the learning
+        rate per step whatever its size, so small, smooth weights such as the retina's
+        300-tap temporal filters are turned into noise at the rate the readout needs.
+      adam_epsilon: where Adam's ε = 1e-7 enters. "optax" (``optax.adam``): after the bias
+        correction, ``m̂ / (sqrt(v̂) + ε)``. "keras": as TF 2.3 Keras ``Adam``, which the
+        official code uses, ε is added to the square root of the *uncorrected* v and the
+        correction goes into the step size (``scale_by_keras_adam``). The two differ most in
+        the first steps, where sqrt(v) is small.
     """
 
     num_steps: int = 1000
@@ -81,12 +92,19 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     remat: bool = False
+    learning_rate_scales: tuple = ()
+    adam_epsilon: str = "optax"
 
     def __post_init__(self):
         if self.clip_mode not in CLIP_MODES:
             raise ValueError(f"TrainConfig.clip_mode must be one of {CLIP_MODES}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}")
+        if self.adam_epsilon not in ADAM_EPSILONS:
+            raise ValueError(
+                f"TrainConfig.adam_epsilon must be one of {ADAM_EPSILONS}, "
+                f"got {self.adam_epsilon!r}"
+            )
         if self.warmup_steps < 0 or self.weight_decay < 0:
             raise ValueError("TrainConfig.warmup_steps and weight_decay must be >= 0")
         if not 0 <= self.final_lr_fraction <= 1:
@@ -98,6 +116,11 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.learning_rate > 0:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+        for path, scale in self.learning_rate_scales:
+            if not scale >= 0:
+                raise ValueError(
+                    f"TrainConfig.learning_rate_scales: {path!r} has scale {scale} < 0"
+                )
 
 
 class TrainState(NamedTuple):
@@ -165,9 +188,80 @@ def _is_weight(path, leaf) -> bool:
     return jnp.ndim(leaf) >= 2
 
 
+def _path_name(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _scale_by_path(scales: tuple) -> optax.GradientTransformation:
+    """Multiplies each update by the scale of the first ``(path, scale)`` whose path is in
+    the parameter's path (1 when none is)."""
+
+    def scale(path, update):
+        name = _path_name(path)
+        factor = next((s for p, s in scales if p in name), 1.0)
+        return update * factor
+
+    return optax.stateless(
+        lambda updates, params=None: jax.tree_util.tree_map_with_path(scale, updates)
+    )
+
+
+class ScaleByKerasAdamState(NamedTuple):
+    """State of ``scale_by_keras_adam``: steps taken (int32 []), first and second moments."""
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+def scale_by_keras_adam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-7
+) -> optax.GradientTransformation:
+    """Adam's direction as TF 2.3 Keras computes it (``tf.keras.optimizers.Adam``).
+
+    At step t = 1, 2, ... with gradient g::
+
+        m ← b1 m + (1 − b1) g,   v ← b2 v + (1 − b2) g²
+        update = sqrt(1 − b2^t) / (1 − b1^t) · m / (sqrt(v) + ε)
+
+    Chained with ``optax.scale_by_learning_rate(lr)`` this is Keras's
+    ``var −= lr_t · m / (sqrt(v) + ε)`` with ``lr_t = lr · sqrt(1 − b2^t) / (1 − b1^t)``:
+    ε is added to the square root of the uncorrected v. ``optax.scale_by_adam`` adds it
+    after the bias correction, ``m̂ / (sqrt(v̂) + ε)``, which moves a parameter with a small
+    gradient differently in the first steps. The moments are updated in the form of TF's
+    ``ApplyAdam`` kernel, ``m += (g − m)(1 − b1)``.
+    """
+
+    def init(params):
+        zeros = lambda p: jnp.zeros_like(p)  # noqa: E731
+        return ScaleByKerasAdamState(
+            count=jnp.zeros([], jnp.int32),
+            mu=jax.tree.map(zeros, params),
+            nu=jax.tree.map(zeros, params),
+        )
+
+    def update(updates, state, params=None):
+        del params
+        # As TF: β1, β2, 1 − β and the powers β^t in float32 (1 − β2^t magnifies their
+        # rounding ~1000×, so computing them in float64 would not reproduce it).
+        beta1, beta2 = jnp.float32(b1), jnp.float32(b2)
+        mu = jax.tree.map(lambda m, g: m + (g - m) * (1 - beta1), state.mu, updates)
+        nu = jax.tree.map(lambda v, g: v + (jnp.square(g) - v) * (1 - beta2), state.nu, updates)
+        count = optax.safe_int32_increment(state.count)
+        t = count.astype(jnp.float32)
+        correction = jnp.sqrt(1 - beta2**t) / (1 - beta1**t)
+        updates = jax.tree.map(
+            lambda m, v: (m * correction / (jnp.sqrt(v) + eps)).astype(m.dtype), mu, nu
+        )
+        return updates, ScaleByKerasAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Adam (ε = 1e-7 as Keras) after the L2 gradient and gradient clipping (see
-    ``TrainConfig.clip_mode``), with the step size of ``make_schedule``."""
+    """Adam (ε = 1e-7 as Keras, placed as ``TrainConfig.adam_epsilon`` says) after the L2
+    gradient and gradient clipping (see ``TrainConfig.clip_mode``), with the step size of
+    ``make_schedule`` times ``TrainConfig.learning_rate_scales``."""
     clip = (
         _clip_each(config.clip_norm)
         if config.clip_mode == "per_variable"
@@ -178,7 +272,15 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         # Added to the gradient (an L2 penalty on the loss), not decoupled as in AdamW.
         mask = lambda params: jax.tree_util.tree_map_with_path(_is_weight, params)  # noqa: E731
         parts.append(optax.add_decayed_weights(config.weight_decay, mask))
-    parts += [clip, optax.adam(make_schedule(config), eps=1e-7)]
+    if config.adam_epsilon == "keras":
+        adam = optax.chain(
+            scale_by_keras_adam(eps=1e-7), optax.scale_by_learning_rate(make_schedule(config))
+        )
+    else:
+        adam = optax.adam(make_schedule(config), eps=1e-7)
+    parts += [clip, adam]
+    if config.learning_rate_scales:
+        parts.append(_scale_by_path(tuple(config.learning_rate_scales)))
     return optax.chain(*parts)
 
 

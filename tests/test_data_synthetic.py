@@ -164,6 +164,31 @@ def test_retina_like_layout_split_and_rates(retina):
     np.testing.assert_allclose(np.linalg.norm(kernel[:, 0, :], axis=0), 1.0, rtol=1e-5)
 
 
+def test_retina_like_spatial_cnn_is_a_subunit_model(retina):
+    cnn = retina.target.params.encoder["params"]["SpatialCNN_0"]
+    subunits, pools = np.asarray(cnn["Conv_0"]["kernel"]), np.asarray(cnn["Conv_1"]["kernel"])
+    # Subunit type c reads temporal channel c alone, with a centre-positive, radially
+    # symmetric difference of Gaussians of unit norm.
+    channels = subunits.shape[2]
+    for c in range(channels):
+        others = np.delete(subunits[:, :, :, c], c, axis=2)
+        assert np.all(others == 0)
+        dog = subunits[:, :, c, c]
+        np.testing.assert_allclose(np.linalg.norm(dog), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(dog, dog.T, atol=1e-7)
+        np.testing.assert_allclose(dog, dog[::-1, ::-1], atol=1e-7)
+        assert dog[3, 3] == dog.max() > 0
+    # Each pool sums 3 subunit types with the same non-negative spatial weight.
+    for j in range(pools.shape[-1]):
+        used = np.flatnonzero(np.abs(pools[:, :, :, j]).sum((0, 1)))
+        assert len(used) == 3 and np.all(pools[:, :, :, j] >= 0)
+        same = np.broadcast_to(pools[:, :, used[:1], j], (*pools.shape[:2], 3))
+        np.testing.assert_allclose(pools[:, :, used, j], same, rtol=1e-6)
+    assert not np.any(np.asarray(cnn["Conv_0"]["bias"])) and not np.any(
+        np.asarray(cnn["Conv_1"]["bias"])
+    )
+
+
 def test_stimuli_generators():
     rng = np.random.default_rng(0)
     movie = synthetic.natural_movie(rng, 64, 16)

@@ -184,6 +184,15 @@ def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path):
     # A longer budget alone is a valid resume: the claim passes (the fake checkpoint is only
     # read later, by train.fit).
     experiment._claim_workdir(dataclasses.replace(finished, resume=True, num_steps=5000))
+    # A run started before a setting existed resumes when the setting keeps its default.
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    del saved["learning_rate_scales"]
+    (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
+    experiment._claim_workdir(dataclasses.replace(finished, resume=True))
+    with pytest.raises(experiment.WorkdirInUse, match=r"learning_rate_scales \(\[\] -> "):
+        experiment._claim_workdir(
+            dataclasses.replace(finished, resume=True, learning_rate_scales=(("encoder", 0.5),))
+        )
 
 
 def test_overwrite_removes_the_old_run_first(tmp_path):

@@ -293,6 +293,16 @@ def test_presets_have_the_documented_weights_and_passes():
     assert elbo_sm.passes == model.Passes(clamped=3)
 
 
+def test_free_from_zeros_reaches_the_objectives_passes():
+    objective = losses.make_objective("mle_psth_nc", num_visible=NV, free_from_zeros=True)
+    assert objective.passes == model.Passes(clamped=1, free=True, free_from_zeros=True)
+    # Kept through with_weights and through a jitted step (the objective is a pytree).
+    assert objective.with_weights(nc=0.0).passes.free_from_zeros
+    leaves, tree = jax.tree.flatten(objective)
+    assert jax.tree.unflatten(tree, leaves).passes.free_from_zeros
+    assert not losses.make_objective("mle_psth_nc", num_visible=NV).passes.free_from_zeros
+
+
 def test_make_objective_errors():
     with pytest.raises(ValueError, match="mle_psth_nc_mse"):  # lists the valid presets
         losses.make_objective("nope", num_visible=NV)

@@ -2,6 +2,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rsnn_jax import encoders, model, network
 
@@ -59,6 +60,70 @@ def test_run_passes_matches_simulate_batch_on_encoded_features():
         np.testing.assert_array_equal(got.spikes, want.spikes)
         np.testing.assert_allclose(got.logits, want.logits, rtol=1e-6)
     assert out.clamped.spikes.shape == (3, 2, 10, 6)
+
+
+def test_run_passes_feeds_given_noise_to_each_pass_and_returns_visible_samples():
+    m, params, stimulus, recorded = _setup()
+    cfg, features = m.network, m.encoder.apply(params.encoder, stimulus)
+    rng = np.random.default_rng(5)
+    noise = {
+        "clamped": rng.uniform(size=(3, 2, 10, 6)).astype(np.float32),
+        "free": rng.uniform(size=(3, 10, 6)).astype(np.float32),
+        "clamped_until": rng.uniform(size=(3, 10, 6)).astype(np.float32),
+    }
+    passes = model.Passes(clamped=2, free=True, clamp_until=4)
+    out = model.run_passes(
+        params,
+        m,
+        stimulus,
+        recorded,
+        passes=passes,
+        key=jax.random.key(9),
+        noise=noise,
+        clamped_samples=True,
+    )
+    clamped = dict(recorded=recorded, num_samples=2)
+    options = {
+        "clamped": clamped,
+        "free": {},
+        "clamped_until": dict(recorded=recorded, clamp_until=4),
+    }
+    for name, extra in options.items():
+        want = network.simulate_batch(
+            params.network, features, config=cfg, noise=noise[name], **extra
+        )
+        np.testing.assert_array_equal(getattr(out, name).spikes, want.spikes)
+        np.testing.assert_allclose(getattr(out, name).logits, want.logits, rtol=1e-6)
+    # The visible neurons' own samples: 1[u < σ(logit)] by hand; the spikes are the data.
+    logits = np.asarray(out.clamped.logits[..., :4], np.float64)
+    by_hand = noise["clamped"][..., :4] < 1 / (1 + np.exp(-logits))
+    np.testing.assert_array_equal(out.clamped_samples, by_hand.astype(np.float32))
+    np.testing.assert_array_equal(out.clamped.spikes[..., :4], np.repeat(recorded[:, None], 2, 1))
+    # Without noise, asking for the samples leaves the key's draws (and outputs) unchanged.
+    plain, sampled = (
+        model.run_passes(
+            params,
+            m,
+            stimulus,
+            recorded,
+            passes=model.Passes(clamped=1),
+            key=jax.random.key(2),
+            clamped_samples=flag,
+        )
+        for flag in (False, True)
+    )
+    np.testing.assert_array_equal(plain.clamped.spikes, sampled.clamped.spikes)
+    assert plain.clamped_samples is None and sampled.clamped_samples.shape == (3, 10, 4)
+    with pytest.raises(ValueError, match="not run"):
+        model.run_passes(
+            params,
+            m,
+            stimulus,
+            recorded,
+            passes=model.Passes(clamped=1),
+            key=jax.random.key(2),
+            noise=model.PassNoise(free=noise["free"]),
+        )
 
 
 def test_stimulus_is_encoded_once_per_step():

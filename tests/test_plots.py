@@ -25,3 +25,18 @@ def test_a_figure_is_written_as_png(tmp_path):
     )
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoothed_psth_and_single_evaluation_curves_are_drawn(tmp_path):
+    rng = np.random.default_rng(0)
+    psth = rng.uniform(0, 0.1, size=(120, 3))
+    paths = [
+        plots.psth_overlay(psth, psth[::-1], [0, 2], str(tmp_path / "p.png"), 1.667, None, 12),
+        plots.training_curves(
+            [{"step": 50, "train": {"mle": 0.2}, "validation": {"mle": 0.25}}],
+            str(tmp_path / "t.png"),
+        ),
+    ]
+    for path in paths:
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -304,6 +304,25 @@ def test_weight_decay_adds_l2_gradient_to_weights_only():
     assert np.all(np.asarray(updates["kernel"]) < 0) and np.all(np.asarray(updates["bias"]) == 0)
 
 
+def test_learning_rate_scales_multiply_the_step_of_matching_parameters():
+    params = {"temporal": {"kernel": jnp.ones(3)}, "readout": jnp.ones(2), "bias": jnp.ones(2)}
+    grads = jax.tree.map(jnp.ones_like, params)
+    step = lambda config: train.make_optimizer(config).update(  # noqa: E731
+        grads, train.make_optimizer(config).init(params), params
+    )[0]
+    plain = step(train.TrainConfig(learning_rate=1e-2))
+    scaled = step(
+        train.TrainConfig(
+            learning_rate=1e-2, learning_rate_scales=(("temporal", 0.0), ("out", 0.25))
+        )
+    )
+    np.testing.assert_array_equal(scaled["temporal"]["kernel"], np.zeros(3))
+    np.testing.assert_allclose(scaled["readout"], 0.25 * np.asarray(plain["readout"]), rtol=1e-6)
+    np.testing.assert_array_equal(scaled["bias"], plain["bias"])
+    with pytest.raises(ValueError, match="scale -1"):
+        train.TrainConfig(learning_rate_scales=(("temporal", -1.0),))
+
+
 def _history(losses, every=10):
     return [{"step": every * (i + 1), "validation": {"total": v}} for i, v in enumerate(losses)]
 
@@ -336,3 +355,37 @@ def test_fit_reports_convergence(tmp_path):
     assert report["evaluations"] == len(result.history)
     # 3 evaluations are fewer than the judging window: never called converged.
     assert report["plateaued"] is False and report["warning"]
+
+
+def test_keras_adam_epsilon_reproduces_the_tf_formula_over_two_steps():
+    # Independent float64 reference of TF 2.3 Keras Adam: ε on sqrt of the uncorrected v,
+    # the bias correction in the step size lr_t. TF holds β1, β2 and their powers β^t in
+    # float32, and 1 − β2^t magnifies their rounding ~1000×: the reference uses those numbers.
+    lr, b1, b2, eps = 1e-3, np.float32(0.9), np.float32(0.999), 1e-7
+    grads = [np.array([1e-6, -3e-7, 0.5, -2e-5]), np.array([2e-6, 1e-7, -0.25, 4e-5])]
+    m = v = np.zeros(4)
+    expected = []
+    for t, g in enumerate(grads, start=1):
+        b1_t, b2_t = float(b1 ** np.float32(t)), float(b2 ** np.float32(t))
+        m = float(b1) * m + (1 - float(b1)) * g
+        v = float(b2) * v + (1 - float(b2)) * g**2
+        lr_t = lr * np.sqrt(1 - b2_t) / (1 - b1_t)
+        expected.append(-lr_t * m / (np.sqrt(v) + eps))
+    params = {"w": jnp.zeros(4)}
+
+    def two_steps(adam_epsilon):
+        config = train.TrainConfig(learning_rate=lr, clip_norm=1e9, adam_epsilon=adam_epsilon)
+        optimizer = train.make_optimizer(config)
+        state, out = optimizer.init(params), []
+        for g in grads:
+            updates, state = optimizer.update({"w": jnp.asarray(g, jnp.float32)}, state, params)
+            out.append(np.asarray(updates["w"], np.float64))
+        return out
+
+    keras, plain = two_steps("keras"), two_steps("optax")
+    for got, want in zip(keras, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    # optax puts ε after the bias correction: at step 1 the small gradients move differently.
+    assert np.max(np.abs(plain[0] - expected[0])) > 1e-5
+    with pytest.raises(ValueError, match="adam_epsilon"):
+        train.TrainConfig(adam_epsilon="tf")

@@ -15,19 +15,17 @@ dashed; the values go to ``<workdir>/heldout_curve.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
 import sys
 
-import flax.serialization
 import jax
 import matplotlib
 from absl import app, flags
 
+from benchmarks import workdirs
 from rsnn_jax import experiment
-from rsnn_jax import model as model_lib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -99,16 +97,6 @@ def figure(runs: list[tuple[str, str]], path: str) -> str:
     return path
 
 
-def _config(workdir: str) -> experiment.ExperimentConfig:
-    with open(os.path.join(workdir, "config.json")) as f:
-        values = json.load(f)
-    names = {field.name for field in dataclasses.fields(experiment.ExperimentConfig)}
-    values = {k: v for k, v in values.items() if k in names}
-    values["weights"] = tuple(tuple(pair) for pair in values.get("weights", ()))
-    values["conv_features"] = tuple(values["conv_features"])
-    return experiment.ExperimentConfig(**values)
-
-
 def heldout_curve(workdir: str) -> list[dict]:
     """Held-out metrics of every ``checkpoints/step_<n>.msgpack`` of a run: a row per step."""
     paths = sorted(glob.glob(os.path.join(workdir, "checkpoints", "step_*.msgpack")))
@@ -116,22 +104,20 @@ def heldout_curve(workdir: str) -> list[dict]:
         raise ValueError(
             f"{workdir}: no checkpoints/step_*.msgpack (train with --keep_checkpoints)"
         )
-    config = _config(workdir)
+    config = workdirs.load_config(workdir)
     data = experiment.select_condition(experiment.load_data(config), config.condition)
     model = experiment.build_model(config, data.num_neurons)
     test = experiment.heldout_batches(data, model, "test")
     movie, batch = next(iter(test.items()))
-    template = model_lib.init_model(jax.random.key(0), model, batch.stimulus.shape[-3:])
     smoothing = max(1, round(config.psth_smoothing_ms / (1e3 * data.bin_width_s)))
     # The report's evaluation key, so the last row equals report.json for the same model.
     eval_key = jax.random.split(jax.random.key(config.seed))[1]
     rows = []
     for path in paths:
-        with open(path, "rb") as f:
-            raw = flax.serialization.msgpack_restore(f.read())
-        params = flax.serialization.from_state_dict(template, raw["params"])
+        params = workdirs.load_params(path, model, batch)
         values = experiment.evaluate(params, model, batch, eval_key, config.eval_trials, smoothing)
-        rows.append({"step": int(raw["step"]), **{m: float(values[m]) for m in _METRICS}})
+        step = int(os.path.basename(path)[len("step_") : -len(".msgpack")])
+        rows.append({"step": step, **{m: float(values[m]) for m in _METRICS}})
         print(
             f"{workdir} step {rows[-1]['step']}: "
             + ", ".join(f"{m} {rows[-1][m]:.3f}" for m in _METRICS),

@@ -560,9 +560,10 @@ def _subunit_cnn(
     subunit map), then ReLU. Both layers have unit-norm kernels and zero biases.
 
     Flax-initialised random kernels instead make the drive a random deep function of the
-    pixels: a linear model of the temporally filtered pixels (fitted on 60 000 bins of the
-    drive itself, no spike noise) then predicts a new movie's drive with correlation 0.49,
-    against 0.81 for this subunit model, and our fits could learn little of it
+    pixels: a ridge regression on the temporally filtered pixels (fitted on 60 000 bins of
+    the drive itself, no spike noise) then predicts the test movie's drive with a median
+    correlation of 0.50, against 0.675 for this subunit model (``python -m
+    benchmarks.stimulus_drive --linear``), and fits learned little of it
     (docs/convergence.md).
     """
     kernel_1 = np.asarray(cnn["Conv_0"]["kernel"])
@@ -662,7 +663,8 @@ def make_retina_like(
     ``unrepeated_s=1080, repeated_s=5, num_repeats=120``).
 
     The target is ``RetinaEncoder(temporal_kernel)`` (hand-set biphasic ON/OFF temporal
-    filters, a spatial CNN set to a subunit model: ``_subunit_cnn``) + ``NetworkConfig(num_cells, 0, num_delays)``.
+    filters, a spatial CNN set to a subunit model: ``_subunit_cnn``) +
+    ``NetworkConfig(num_cells, 0, num_delays)``.
 
     Args:
       seed: everything is a pure function of it.

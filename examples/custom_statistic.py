@@ -108,7 +108,10 @@ def mixed_cross_correlogram(probabilities: jax.Array, spikes: jax.Array, max_lag
 
     E[z_{t,i} z_{t−d,j}] = E[E[z_{t,i} | past] z_{t−d,j}] = E[p_{t,i} z_{t−d,j}] because
     z_{t−d,j} (d ≥ 1) is part of the past of bin t: only the *latest* bin's spikes may be
-    replaced by their probabilities.
+    replaced by their probabilities. The value is unbiased, the gradient is not: it is exact
+    through p_{t,i} only, and how θ changes the probability of z_{t−d,j} is left to the
+    pseudo-derivative (docs/estimators.md; never build a centred or normalised statistic
+    on it).
 
     Args:
       probabilities: float32 [K, T, N] of a free simulation.
@@ -162,7 +165,8 @@ def correlogram_term(max_lag: int, estimator: str) -> losses.Term:
       max_lag: L.
       estimator: "spikes" (straight-through samples: unbiased, surrogate gradients),
         "probabilities" (biased for this statistic: shown for comparison) or "mixed"
-        (``MixedCrossCorrelogramTerm``: unbiased, exact gradient through p_{t,i}).
+        (``MixedCrossCorrelogramTerm``: unbiased value, gradient exact only through p_{t,i},
+        docs/estimators.md).
     """
     if estimator == "mixed":
         return MixedCrossCorrelogramTerm(max_lag)
@@ -292,8 +296,8 @@ class ExampleConfig:
         2.5 logits per 1.0).
       num_steps, learning_rate: the fit (Adam, ``train.fit``).
       check_trials: free trials simulated for the estimator check and the dissimilarities.
-      ccg_estimator: the correlogram term of the fit: "mixed" (default: unbiased, exact
-        gradient through p_{t,i}), "spikes" (generic ``sample_and_measure`` on
+      ccg_estimator: the correlogram term of the fit: "mixed" (default: unbiased value,
+        gradient exact only through p_{t,i}), "spikes" (generic ``sample_and_measure`` on
         straight-through samples) or "probabilities" (generic, biased for this statistic).
       coactivity_weight: weight of the coactivity term (``sample_and_measure``, p).
       seed: everything is a pure function of it.

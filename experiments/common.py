@@ -54,7 +54,8 @@ def define_flags(**defaults) -> None:
         flags.DEFINE_float(f"weight_{term}", None, f"Override the weight μ of the {term} term.")
     flags.DEFINE_integer("hidden", d["hidden"], "Hidden neurons of the fitted network.")
     flags.DEFINE_integer("steps", d["steps"], "Training steps.")
-    flags.DEFINE_integer("batch_size", d["batch_size"], "Trials per batch (trial batches).")
+    if "batch_size" in defaults:  # trial batches (V1, synthetic), not retina clips
+        flags.DEFINE_integer("batch_size", d["batch_size"], "Trials per batch.")
     flags.DEFINE_float("learning_rate", d["learning_rate"], "Adam's peak learning rate.")
     flags.DEFINE_enum(
         "schedule",
@@ -134,9 +135,12 @@ def define_flags(**defaults) -> None:
         "Gradient clipping at norm 1 per parameter array (official) or globally.",
     )
     flags.DEFINE_integer("num_delays", d["num_delays"], "D = d_max, spike-history bins.")
-    flags.DEFINE_integer(
-        "target_hidden", d["target_hidden"], "Built-in data: hidden neurons of the target network."
-    )
+    if "target_hidden" in defaults:  # the synthetic experiment's built-in target
+        flags.DEFINE_integer(
+            "target_hidden",
+            d["target_hidden"],
+            "Built-in data: hidden neurons of the target network.",
+        )
     flags.DEFINE_integer(
         "data_trials",
         d["data_trials"],
@@ -170,6 +174,11 @@ _CLIP_HELP = {
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def _value(name: str, default):
+    """A flag's value, or ``default`` where the module does not offer the flag."""
+    return FLAGS[name].value if name in FLAGS else default
 
 
 def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
@@ -208,7 +217,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         weights=weights,
         num_hidden=FLAGS.hidden,
         num_steps=FLAGS.steps,
-        batch_size=FLAGS.batch_size,
+        batch_size=_value("batch_size", 20),
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
         data_seed=FLAGS.data_seed,
@@ -222,7 +231,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         patience=FLAGS.patience or None,
         clip_mode=FLAGS.clip_mode,
         num_delays=FLAGS.num_delays,
-        target_hidden=FLAGS.target_hidden,
+        target_hidden=_value("target_hidden", 0),
         data_trials=FLAGS.data_trials,
         eval_trials=FLAGS.eval_trials,
         conv_features=features,
@@ -250,7 +259,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         "checkpoint_every",
         "log_every",
     ):
-        if FLAGS[name].value < 1:
+        if name in FLAGS and FLAGS[name].value < 1:
             _fail(f"--{name}={FLAGS[name].value}: must be >= 1")
     if not FLAGS.learning_rate > 0:
         _fail(f"--learning_rate={FLAGS.learning_rate}: must be > 0")

@@ -214,9 +214,12 @@ def test_help_lists_the_modules_flags_with_their_defaults(module):
     result = _run(module, "--help")
     assert "Traceback" not in result.stderr  # (absl's --help exits with code 1)
     assert "--loss: Objective preset" in result.stdout
-    steps = {"v1": "500", "retina": "1000"}[module]
+    steps = {"v1": "500", "retina": "800"}[module]
     assert f"--steps: Training steps.\n    (default: '{steps}')" in result.stdout
     assert "--data_seed" in result.stdout and "--overwrite" in result.stdout
+    # Flags that do not apply to the module are not offered (retina batches are clips).
+    assert ("--batch_size" in result.stdout) == (module == "v1")
+    assert "--target_hidden" not in result.stdout
 
 
 @pytest.mark.parametrize(

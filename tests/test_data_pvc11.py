@@ -283,6 +283,10 @@ def test_command_line_mistakes_end_in_one_line_naming_the_file(tmp_path):
         ((f"--events={garbage}", f"--movie={movie_path}"), f"{garbage}: 1 problem(s): data.EVENTS"),
         ((f"--events={no_events}", f"--movie={movie_path}"), f"{no_events}: 1 problem(s)"),
         ((f"--events={events_path}", f"--movie={events_path}"), "M: no /M in the HDF5"),
+        (
+            (f"--events={events_path}", f"--movie={movie_path}", "--keep_seconds=1000"),
+            f"keep_seconds=1000 must be in (0, 0.4]: the movie {movie_path} has 10 frames",
+        ),
     ]
     for flags, message in cases:
         result = _importer(*flags, f"--out={tmp_path / 'out.h5'}", "--image_size=3")

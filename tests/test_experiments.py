@@ -34,7 +34,7 @@ def data_files(tmp_path_factory):
         num_cells=5,
         image_size=4,
         unrepeated_s=0.3,
-        repeated_s=0.1,
+        repeated_s=0.2,  # 120 bins: every cell of the test movie spikes (noise correlations)
         num_repeats=3,
         num_validation_repeats=1,
         temporal_kernel=10,

@@ -282,7 +282,10 @@ def import_pvc11(
     total_bins = int(np.floor(np.round(duration / bin_width_s, 9)))
     keep = int(np.round(keep_seconds / bin_width_s))
     if not 0 < keep <= total_bins:
-        raise ValueError(f"import_pvc11: keep_seconds={keep_seconds} must be in (0, {duration}]")
+        raise ValueError(
+            f"keep_seconds={keep_seconds:g} must be in (0, {duration:g}]: the movie "
+            f"{movie_path} has {frames.shape[0]} frames = {duration:g} s at {frame_rate_hz:g} Hz"
+        )
     counts, outside = bin_spike_times(events, bin_width_s, total_bins)
     counts = counts[:, total_bins - keep :]
     frame_index = np.floor(

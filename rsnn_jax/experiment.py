@@ -413,6 +413,69 @@ def _run_passes(params, stimulus, recorded, history, key, passes, *, model):
     )
 
 
+def _likelihood_metrics(params, model, batch, key, smc_particles, smc_repeats) -> dict:
+    """Bits/spike and McFadden R² of the recorded trials: exact from one clamped pass
+    without hidden neurons; with hidden neurons a sequential Monte Carlo estimate over their
+    spikes (``likelihood.smc_log_likelihood``) with its standard error."""
+    data_spikes = np.asarray(batch.spikes)
+    num_visible = model.network.num_visible
+    if model.network.num_hidden:
+        # One clamped pass samples the hidden spikes freely: one sample of the ELBO, not the
+        # likelihood of the visible spikes. Marginalise them by SMC instead.
+        smc = likelihood.smc_log_likelihood(
+            params.network,
+            model_lib.encode(params, model, batch.stimulus),
+            batch.spikes,
+            config=model.network,
+            key=key,
+            num_particles=smc_particles,
+            num_repeats=smc_repeats,
+            initial_history=batch.history,
+        )
+        total, error = smc.total, smc.standard_error
+        bits = metrics.bits_per_spike_from_log_likelihood(data_spikes, total)
+        mcfadden = metrics.mcfadden_r2_from_log_likelihood(data_spikes, total)
+        # Both metrics are affine in log L: log L ± its standard error moves them by theirs.
+        bits_error = metrics.bits_per_spike_from_log_likelihood(data_spikes, total + error) - bits
+        mcfadden_error = (
+            metrics.mcfadden_r2_from_log_likelihood(data_spikes, total + error) - mcfadden
+        )
+        return {
+            "likelihood_estimator": "smc",
+            "smc_particles": int(smc_particles),
+            "smc_repeats": int(smc_repeats),
+            "smc_effective_sample_fraction": float(
+                np.mean(smc.effective_sample_size) / smc_particles
+            ),
+            "bits_per_spike": float(bits),
+            "bits_per_spike_se": float(bits_error),
+            "mcfadden_r2": float(mcfadden),
+            "mcfadden_r2_se": float(jnp.abs(mcfadden_error)),
+        }
+    clamped = _run_passes(
+        params,
+        batch.stimulus,
+        batch.spikes,
+        batch.history,
+        key,
+        model_lib.Passes(clamped=1),
+        model=model,
+    ).clamped
+    clamped_logits = np.asarray(clamped.logits[..., :num_visible])
+    return {
+        "likelihood_estimator": "exact",
+        "smc_particles": 0,
+        "smc_repeats": 0,
+        "smc_effective_sample_fraction": None,
+        "bits_per_spike": float(
+            metrics.bits_per_spike(data_spikes, clamped_logits, per_neuron=False)
+        ),
+        "bits_per_spike_se": 0.0,
+        "mcfadden_r2": float(metrics.mcfadden_r2(data_spikes, clamped_logits, per_neuron=False)),
+        "mcfadden_r2_se": 0.0,
+    }
+
+
 def evaluate(
     params: model_lib.ModelParams,
     model: model_lib.Model,
@@ -460,63 +523,9 @@ def evaluate(
         model_lib.Passes(free=True),
     ).free
     data_spikes = np.asarray(batch.spikes)
-    if model.network.num_hidden:
-        # One clamped pass samples the hidden spikes freely: one sample of the ELBO, not the
-        # likelihood of the visible spikes. Marginalise them by SMC instead.
-        smc = likelihood.smc_log_likelihood(
-            params.network,
-            model_lib.encode(params, model, batch.stimulus),
-            batch.spikes,
-            config=model.network,
-            key=clamped_key,
-            num_particles=smc_particles,
-            num_repeats=smc_repeats,
-            initial_history=batch.history,
-        )
-        total, error = smc.total, smc.standard_error
-        bits = metrics.bits_per_spike_from_log_likelihood(data_spikes, total)
-        mcfadden = metrics.mcfadden_r2_from_log_likelihood(data_spikes, total)
-        # Both metrics are affine in log L: log L ± its standard error moves them by theirs.
-        bits_error = metrics.bits_per_spike_from_log_likelihood(data_spikes, total + error) - bits
-        mcfadden_error = (
-            metrics.mcfadden_r2_from_log_likelihood(data_spikes, total + error) - mcfadden
-        )
-        likelihood_values = {
-            "likelihood_estimator": "smc",
-            "smc_particles": int(smc_particles),
-            "smc_repeats": int(smc_repeats),
-            "smc_effective_sample_fraction": float(
-                np.mean(smc.effective_sample_size) / smc_particles
-            ),
-            "bits_per_spike": float(bits),
-            "bits_per_spike_se": float(bits_error),
-            "mcfadden_r2": float(mcfadden),
-            "mcfadden_r2_se": float(jnp.abs(mcfadden_error)),
-        }
-    else:
-        clamped = run(
-            params,
-            batch.stimulus,
-            batch.spikes,
-            batch.history,
-            clamped_key,
-            model_lib.Passes(clamped=1),
-        ).clamped
-        clamped_logits = np.asarray(clamped.logits[..., :num_visible])
-        likelihood_values = {
-            "likelihood_estimator": "exact",
-            "smc_particles": 0,
-            "smc_repeats": 0,
-            "smc_effective_sample_fraction": None,
-            "bits_per_spike": float(
-                metrics.bits_per_spike(data_spikes, clamped_logits, per_neuron=False)
-            ),
-            "bits_per_spike_se": 0.0,
-            "mcfadden_r2": float(
-                metrics.mcfadden_r2(data_spikes, clamped_logits, per_neuron=False)
-            ),
-            "mcfadden_r2_se": 0.0,
-        }
+    likelihood_values = _likelihood_metrics(
+        params, model, batch, clamped_key, smc_particles, smc_repeats
+    )
     model_spikes = np.asarray(free.spikes[..., :num_visible])
     model_probs = np.asarray(free.probabilities[..., :num_visible])
     per_neuron = np.asarray(metrics.psth_correlation(data_spikes, model_probs))

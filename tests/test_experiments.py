@@ -106,6 +106,10 @@ def test_experiment_module_writes_config_metrics_report_and_figures(module, data
             assert name in values
         # −(mean/std)² of the data's noise correlations: never above 0.
         assert values["nc_r2_no_correlation"] <= 0
+        # With hidden neurons the likelihood marginalises them (SMC); without, it is exact.
+        hidden = module == "synthetic"
+        assert values["likelihood_estimator"] == ("smc" if hidden else "exact")
+        assert (values["smc_particles"] > 0) == hidden and values["bits_per_spike_se"] >= 0
     figures = report["figures"]
     assert any("training" in f for f in figures) and any("raster" in f for f in figures)
     assert any("psth" in f for f in figures) and any("noise_correlation" in f for f in figures)

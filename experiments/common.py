@@ -71,6 +71,13 @@ def define_flags(**defaults) -> None:
         "(every parameter whose path contains PATH steps SCALE × the learning rate; 0 "
         "freezes it).",
     )
+    flags.DEFINE_enum(
+        "nc_mse_estimator",
+        "probabilities",
+        ["probabilities", "spikes"],
+        "The nc_mse term's model side: probabilities (official) or straight-through spikes "
+        "(less biased in gradient direction, docs/estimators.md).",
+    )
     flags.DEFINE_integer("warmup_steps", d["warmup_steps"], "Warm-up steps (warmup_cosine).")
     flags.DEFINE_float(
         "final_lr_fraction", 0.1, "Last step's learning rate over the peak (warmup_cosine)."
@@ -246,6 +253,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         warm_start_coupling_l2=FLAGS.warm_start_coupling_l2,
         free_from_zeros=FLAGS.free_from_zeros,
         adam_epsilon=FLAGS.adam_epsilon,
+        nc_mse_estimator=FLAGS.nc_mse_estimator,
         learning_rate_scales=tuple(scales),
     )
     if FLAGS.cache_dir:

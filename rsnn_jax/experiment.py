@@ -100,6 +100,8 @@ class ExperimentConfig:
       free_from_zeros: the training objective's free pass starts from a silent history, as
         the official code does (``losses.make_objective``'s ``free_from_zeros``).
       adam_epsilon: "optax" or "keras" (the official optimiser), see ``train.TrainConfig``.
+      nc_mse_estimator: the nc_mse term's model side, "probabilities" (official) or "spikes"
+        (less biased in gradient direction: docs/estimators.md).
     """
 
     kind: str
@@ -146,6 +148,7 @@ class ExperimentConfig:
     learning_rate_scales: tuple = ()
     free_from_zeros: bool = False
     adam_epsilon: str = "optax"
+    nc_mse_estimator: str = "probabilities"
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -166,6 +169,10 @@ class ExperimentConfig:
             raise ValueError(
                 f"--warm_start_coupling_l2 must be >= 0, got {self.warm_start_coupling_l2}"
             )
+        if self.nc_mse_estimator not in ("probabilities", "spikes"):
+            raise ValueError(
+                f"--nc_mse_estimator must be probabilities or spikes, got {self.nc_mse_estimator!r}"
+            )
         if self.init_temporal_filters and self.kind != "retina":
             raise ValueError("--init_temporal_filters applies to the retina encoder only")
         if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
@@ -181,6 +188,7 @@ def objective_options(config: ExperimentConfig) -> dict:
     return {
         "dataset": "synthetic" if config.kind == "synthetic" else "v1",
         "num_delays": config.num_delays,
+        "nc_mse_estimator": config.nc_mse_estimator,
     }
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from rsnn_jax import experiment
+from rsnn_jax import experiment, losses
 from rsnn_jax.data import recording, synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -151,6 +151,18 @@ def test_the_built_in_data_set_follows_data_seed_not_the_fit_seed():
     assert path(experiment.ExperimentConfig(**base, data_seed=3)) != path(
         experiment.ExperimentConfig(**base)
     )
+
+
+def test_nc_mse_estimator_reaches_the_objective():
+    config = experiment.ExperimentConfig(
+        kind="v1", workdir="unused", loss="mle_psth_nc_mse", nc_mse_estimator="spikes"
+    )
+    objective = losses.make_objective(
+        config.loss, num_visible=2, num_hidden=0, **experiment.objective_options(config)
+    )
+    assert objective.terms["nc_mse"].estimator == "spikes"
+    with pytest.raises(ValueError, match="--nc_mse_estimator"):
+        experiment.ExperimentConfig(kind="v1", workdir="unused", nc_mse_estimator="mixed")
 
 
 def test_sta_temporal_filters_are_refused_without_a_retina_encoder():

@@ -10,7 +10,7 @@ import sys
 
 from absl import flags, logging
 
-from rsnn_jax import experiment, losses, train
+from rsnn_jax import experiment, losses, parallel, train
 from rsnn_jax.data import recording
 
 TERMS = ("mle", "elbo", "elbo_sm", "psth", "nc", "nc_mse", "nc_shuffled", "single_trial", "sm_h")
@@ -160,6 +160,20 @@ def define_flags(**defaults) -> None:
         "Data-parallel training: split each batch's trials over this many local devices "
         "(1 = no sharding, 0 = all); the batch size must be a multiple of it.",
     )
+    flags.DEFINE_string(
+        "coordinator_address",
+        None,
+        "Multi-process job: host:port of process 0 (with --num_processes, --process_id); "
+        "trials are split over the devices of all processes.",
+    )
+    flags.DEFINE_integer("num_processes", None, "Multi-process job: number of processes.")
+    flags.DEFINE_integer("process_id", None, "Multi-process job: this process's rank.")
+    flags.DEFINE_bool(
+        "distributed",
+        False,
+        "Multi-process job described by the cluster's environment (SLURM, Open MPI, TPU pod "
+        "slice): jax.distributed.initialize() reads it.",
+    )
     flags.DEFINE_list("conv_features", ["16", "32"], "CNN filters per spatial layer.")
     flags.DEFINE_string(
         "condition", d.get("condition"), "Keep only movies whose name starts with this."
@@ -188,12 +202,34 @@ def _value(name: str, default):
     return FLAGS[name].value if name in FLAGS else default
 
 
+def _join_job() -> None:
+    """Joins the multi-process job the flags describe (before any JAX computation)."""
+    explicit = {
+        "coordinator_address": FLAGS.coordinator_address,
+        "num_processes": FLAGS.num_processes,
+        "process_id": FLAGS.process_id,
+    }
+    given = [name for name, value in explicit.items() if value is not None]
+    if not given and not FLAGS.distributed:
+        return
+    if given and len(given) < 3:
+        missing = ", ".join(f"--{n}" for n in explicit if n not in given)
+        _fail(f"--{given[0]}: a multi-process job also needs {missing}")
+    if given and not 0 <= FLAGS.process_id < FLAGS.num_processes:
+        _fail(f"--process_id={FLAGS.process_id}: must be in [0, --num_processes)")
+    try:
+        parallel.initialize(*explicit.values())
+    except (RuntimeError, ValueError) as err:
+        _fail(f"joining the multi-process job: {str(err).splitlines()[0]}")
+
+
 def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
     """Builds the config from the parsed flags; exits with a message on a bad flag."""
     if not FLAGS["verbosity"].present:
         # JAX's INFO lines (e.g. "Unable to initialize backend 'tpu'" on every machine
         # without one) read like errors; --verbosity=0 shows them again.
         logging.set_verbosity(logging.WARNING)
+    _join_job()
     if FLAGS.loss not in losses.PRESETS:
         _fail(f"--loss={FLAGS.loss}: unknown preset; choose one of {', '.join(losses.PRESETS)}")
     weights = tuple(
@@ -298,12 +334,18 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
     return config
 
 
+def _quiet(line: str) -> None:
+    del line
+
+
 def run(config: experiment.ExperimentConfig) -> dict:
     """Runs the experiment; user-facing failures (missing or malformed data, divergence)
     exit with their message instead of a traceback."""
     try:
         # Flushed: with output to a file (nohup, cluster jobs) progress shows as it happens.
-        return experiment.run_experiment(config, log=lambda line: print(line, flush=True))
+        # Process 0 speaks for a multi-process job; the others run silently.
+        log = (lambda line: print(line, flush=True)) if parallel.is_main_process() else _quiet
+        return experiment.run_experiment(config, log=log)
     except experiment.RunError as err:  # the workdir, --condition, --batch_size
         _fail(str(err))
     except train.Interrupted as err:

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from rsnn_jax import model as model_lib
-from rsnn_jax import train
+from rsnn_jax import parallel, train
 
 
 def stack(trees: Sequence[Any]) -> Any:
@@ -92,9 +92,18 @@ def step_keys(seeds: Sequence[int] | jax.Array, step) -> jax.Array:
 
 
 def make_ensemble_step(
-    model: model_lib.Model, optimizer: optax.GradientTransformation, remat: bool = False
+    model: model_lib.Model,
+    optimizer: optax.GradientTransformation,
+    remat: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> Callable:
     """The jitted ensemble step ``(states, objectives, batch, keys) -> (states, terms, finite)``.
+
+    With a ``mesh`` (``parallel.make_mesh(axis="members")``; in a multi-process job it spans
+    every process's devices) the members are split over its devices: place the states with
+    ``parallel.shard_leading`` (M a multiple of the devices); each device, and so each
+    process, advances only its members, in one compiled program. ``parallel.gather`` brings
+    the states back to the host.
 
     Args of the returned function:
       states: a TrainState with leaves [M, ...] (``init_ensemble``); donated.
@@ -106,5 +115,7 @@ def make_ensemble_step(
       (states [M, ...], {term: float32 [M]} with ``total``, finite bool [M]). A member whose
       loss or gradient is not finite keeps its state; the others are updated.
     """
-    step = train.train_step_function(model, optimizer, remat)
-    return jax.jit(jax.vmap(step, in_axes=(0, 0, None, 0)), donate_argnums=(0,))
+    step = jax.vmap(train.train_step_function(model, optimizer, remat), in_axes=(0, 0, None, 0))
+    if mesh is None:
+        return jax.jit(step, donate_argnums=(0,))
+    return jax.jit(step, donate_argnums=(0,), out_shardings=parallel.trial_sharded(mesh))

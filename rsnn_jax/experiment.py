@@ -193,15 +193,19 @@ def objective_options(config: ExperimentConfig) -> dict:
 
 
 def training_mesh(config: ExperimentConfig) -> jax.sharding.Mesh | None:
-    """The device mesh of data-parallel training (None for ``num_devices == 1``).
+    """The device mesh of data-parallel training (None for ``num_devices == 1`` in a
+    single-process run; a multi-process job always spans all devices of all processes).
 
     Raises:
       ValueError: if the devices do not exist or the training batch (K, or K_m × K_t clips)
         cannot be split evenly over them.
     """
-    if config.num_devices == 1:
+    num_devices = config.num_devices
+    if jax.process_count() > 1 and num_devices == 1:
+        num_devices = 0  # a multi-process job splits the trials over all its devices
+    if num_devices == 1:
         return None
-    mesh = parallel.make_mesh(config.num_devices)
+    mesh = parallel.make_mesh(num_devices)
     num_devices = mesh.devices.size
     if config.kind == "retina":
         trials, flag = config.num_starts * config.num_movies, "--num_starts × --num_movies"
@@ -267,6 +271,8 @@ def load_data(config: ExperimentConfig, log=print) -> recording.Recording:
             data = synthetic.make_v1_like(
                 config.data_seed, num_hidden=config.target_hidden, **kwargs
             )
+        if not parallel.is_main_process():
+            return data  # the same data in every process; process 0 writes the cache
         os.makedirs(config.cache_dir, exist_ok=True)
         recording.save_recording(path, data)
     return _load(path)
@@ -773,13 +779,21 @@ def _claim_workdir(config: ExperimentConfig) -> None:
             f"--workdir={workdir} holds a run ({', '.join(held)}): pass --resume to continue "
             "it, --overwrite to replace it, or another --workdir"
         )
-    elif held:
+    elif held and parallel.is_main_process():
         for name in ("report.json", "metrics.jsonl", "checkpoints", "figures"):
             path = os.path.join(workdir, name)
             if os.path.isdir(path):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
+
+
+def _write_json(workdir: str, name: str, values: dict) -> None:
+    """Writes ``workdir/name`` (process 0 of a multi-process job only)."""
+    if parallel.is_main_process():
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, name), "w") as f:
+            json.dump(values, f, indent=2)
 
 
 def run_experiment(config: ExperimentConfig, log=print) -> dict:
@@ -790,6 +804,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     """
     started = time.perf_counter()
     _claim_workdir(config)
+    parallel.barrier("workdir claimed")  # before process 0 writes into it
     data = select_condition(load_data(config, log), config.condition)
     model = build_model(config, data.num_neurons)
     objective = losses.make_objective(
@@ -840,14 +855,13 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         adam_epsilon=config.adam_epsilon,
     )
     # Written once training starts: a run that fails before (bad data) leaves no trace.
-    os.makedirs(config.workdir, exist_ok=True)
-    with open(os.path.join(config.workdir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(config), f, indent=2)
+    _write_json(config.workdir, "config.json", dataclasses.asdict(config))
     log(
         f"{config.kind}: {data.num_neurons} visible + {config.num_hidden} hidden neurons, "
         f"loss {config.loss} { {k: round(float(v), 6) for k, v in objective.weights.items()} }, "
         f"passes {objective.passes}, {config.num_steps} steps"
         + ("" if mesh is None else f", trials split over {mesh.devices.size} devices")
+        + (f" of {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
     result = train.fit(
         model=model,
@@ -861,6 +875,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         log=log,
         mesh=mesh,
     )
+    if mesh is not None:  # replicated device arrays to host arrays: evaluated locally
+        result = dataclasses.replace(result, best_params=jax.device_get(result.best_params))
     test = heldout_batches(data, model, "test")
     if not test:
         raise ValueError("the recording has no test trials: its 'test' split is empty")
@@ -898,7 +914,9 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         "device": jax.devices()[0].device_kind,
     }
     figdir = os.path.join(config.workdir, "figures")
-    figures = _figures(config, data, model, result, best_eval, figdir)
+    # Every process evaluated (the same numbers); process 0 writes the figures and report.
+    main = parallel.is_main_process()
+    figures = _figures(config, data, model, result, best_eval, figdir) if main else []
     if data.target is not None:
         # The ground truth on the same held-out trials: the ceiling of every metric, given
         # the finite number of recorded trials. With hidden neurons its likelihood is an SMC
@@ -911,20 +929,20 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
             "connectivity_r2"
         ]
         nv = model.network.num_visible
-        figures.append(
-            plots.matrix_comparison(
-                conn["_target"].sum(0)[:nv, :nv],
-                conn["_fitted"].sum(0)[:nv, :nv],
-                os.path.join(figdir, "connectivity.png"),
-                "recurrent weights (sum over delays)",
-                conn["connectivity_r2"],
-                reference="target",
+        if main:
+            figures.append(
+                plots.matrix_comparison(
+                    conn["_target"].sum(0)[:nv, :nv],
+                    conn["_fitted"].sum(0)[:nv, :nv],
+                    os.path.join(figdir, "connectivity.png"),
+                    "recurrent weights (sum over delays)",
+                    conn["connectivity_r2"],
+                    reference="target",
+                )
             )
-        )
     report["figures"] = [os.path.relpath(p, config.workdir) for p in figures]
     report["wall_seconds"] = time.perf_counter() - started
-    with open(os.path.join(config.workdir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    _write_json(config.workdir, "report.json", report)
     for movie, values in report["test"].items():
         before, start = report["untrained_test"][movie], report["start_test"][movie]
         log(

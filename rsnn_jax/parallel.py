@@ -14,6 +14,12 @@ an unsharded one up to the order of floating-point sums.
 
 The same code runs on CPU (``XLA_FLAGS=--xla_force_host_platform_device_count=4`` fakes four
 devices), GPUs and TPUs.
+
+Several processes (hosts) run as one job on JAX's multi-controller runtime: every process
+calls ``initialize`` first, runs the same program, and the mesh spans the devices of all of
+them (``jax.devices()``). Each process places only its own trials of a batch on its devices
+(``shard_batch``), parameters are replicated everywhere, and files are written by process 0
+(``is_main_process``).
 """
 
 from __future__ import annotations
@@ -22,20 +28,71 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 TRIALS = "trials"
 
 
-def make_mesh(num_devices: int = 0) -> Mesh:
-    """A 1-D mesh over the first ``num_devices`` local devices, axis name ``"trials"``.
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> None:
+    """Joins a multi-process job (``jax.distributed.initialize``); call before any JAX work.
+
+    With no arguments JAX reads the job from the cluster's environment (SLURM, Open MPI,
+    TPU pod slices, Kubernetes). On CPU the processes exchange sums over TCP with gloo.
 
     Args:
-      num_devices: how many devices; 0 means all local devices.
+      coordinator_address: ``host:port`` of process 0, reachable from every process.
+      num_processes: processes in the job.
+      process_id: this process's rank in [0, num_processes).
+    """
+    # Only the CPU backend reads it; GPUs and TPUs keep their own collectives.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the job's files (process 0; always True alone)."""
+    return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Waits until every process of the job reaches the barrier ``name`` (no-op alone)."""
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+    """True when ``flag`` is True in any process of the job (a collective: every process
+    must call it at the same point)."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+
+
+def make_mesh(num_devices: int = 0, axis: str = TRIALS) -> Mesh:
+    """A 1-D mesh over the first ``num_devices`` local devices, or, in a multi-process job,
+    over every device of every process.
+
+    Args:
+      num_devices: how many devices; 0 means all. In a multi-process job the mesh always
+        spans all devices, so only 0 or their total is accepted.
+      axis: the mesh axis name ("trials"; ``ensemble`` splits "members").
 
     Raises:
       ValueError: if more devices are asked for than exist (or a negative count).
     """
+    if jax.process_count() > 1:
+        devices = jax.devices()
+        if num_devices not in (0, len(devices)):
+            raise ValueError(
+                f"--devices={num_devices}: a job of {jax.process_count()} processes splits "
+                f"the trials over all its {len(devices)} devices; use 0 (all)"
+            )
+        return Mesh(np.array(devices), (axis,))
     devices = jax.local_devices()
     if num_devices == 0:
         num_devices = len(devices)
@@ -44,7 +101,7 @@ def make_mesh(num_devices: int = 0) -> Mesh:
             f"--devices={num_devices}: this process sees {len(devices)} "
             f"{devices[0].platform} device(s); use 1..{len(devices)}, or 0 for all"
         )
-    return Mesh(np.array(devices[:num_devices]), (TRIALS,))
+    return Mesh(np.array(devices[:num_devices]), (axis,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -53,8 +110,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def trial_sharded(mesh: Mesh) -> NamedSharding:
-    """The sharding that splits an array's leading (trial) axis over ``mesh``."""
-    return NamedSharding(mesh, PartitionSpec(TRIALS))
+    """The sharding that splits an array's leading (trial or member) axis over ``mesh``."""
+    return NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+
+
+def _place(value, sharding: NamedSharding) -> jax.Array:
+    """``value`` (the same global array in every process) as a global array; each process
+    copies only the slices its own devices hold."""
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    value = np.asarray(jax.device_get(value))
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
@@ -64,7 +130,22 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     step that donates the result (``train.make_train_step``) then invalidates the input too,
     so replicate a copy of arrays you keep.
     """
-    return jax.device_put(tree, replicated(mesh))
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+
+
+def shard_leading(tree: Any, mesh: Mesh) -> Any:
+    """Splits every leaf's leading axis over ``mesh`` (ensemble members over processes)."""
+    sharding = trial_sharded(mesh)
+    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+
+
+def gather(tree: Any) -> Any:
+    """Every leaf as a host NumPy array of its global value, also where other processes
+    hold parts of it (a collective in a multi-process job: every process calls it)."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
 
 
 def shard_batch(batch, mesh: Mesh):
@@ -93,7 +174,7 @@ def shard_batch(batch, mesh: Mesh):
     sharded, whole = trial_sharded(mesh), replicated(mesh)
     per_trial_stimulus = np.ndim(batch.stimulus) == 4
     return batch._replace(
-        stimulus=jax.device_put(batch.stimulus, sharded if per_trial_stimulus else whole),
-        spikes=jax.device_put(batch.spikes, sharded),
-        history=None if batch.history is None else jax.device_put(batch.history, sharded),
+        stimulus=_place(batch.stimulus, sharded if per_trial_stimulus else whole),
+        spikes=_place(batch.spikes, sharded),
+        history=None if batch.history is None else _place(batch.history, sharded),
     )

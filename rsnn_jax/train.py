@@ -539,6 +539,119 @@ def _floats(terms: dict) -> dict:
     return {k: float(v) for k, v in jax.device_get(terms).items()}
 
 
+class Checkpointer:
+    """The checkpoint files of a run, in ``workdir/checkpoints``.
+
+    ``latest.msgpack`` is the state to continue from, ``best.msgpack`` the state with the
+    lowest validation loss, and with ``keep`` every regular save is also kept as
+    ``step_<n>.msgpack``. In a multi-process job only process 0 writes; every process reads
+    (the workdir is on a file system they share). ``workdir=None``: nothing is written.
+    """
+
+    def __init__(self, workdir: str | None, seed: int, keep: bool = False):
+        self.folder = os.path.join(workdir, "checkpoints") if workdir else None
+        self.seed, self.keep = seed, keep
+
+    def path(self, name: str) -> str | None:
+        return os.path.join(self.folder, f"{name}.msgpack") if self.folder else None
+
+    def save(self, name: str, state: TrainState, done: int, best: float, keep=False) -> None:
+        """Saves ``state`` after step ``done`` as ``name`` (and as ``step_<done>`` with
+        ``keep`` when the run keeps its checkpoints)."""
+        if not self.folder or not parallel.is_main_process():
+            return
+        path = self.path(name)
+        save_checkpoint(path, state, data_position=done, seed=self.seed, best_validation=best)
+        if keep and self.keep:
+            shutil.copyfile(path, os.path.join(self.folder, f"step_{done:06d}.msgpack"))
+
+    def restore(self, name: str, template: TrainState) -> tuple[TrainState, dict] | None:
+        """``load_checkpoint`` of ``name``, None when there is none.
+
+        Raises:
+          ValueError: if it was trained with another seed.
+        """
+        path = self.path(name)
+        if not path or not os.path.exists(path):
+            return None
+        state, info = load_checkpoint(path, template)
+        if info["seed"] != self.seed:
+            raise ValueError(
+                f"--resume: checkpoint {path} was trained with seed {info['seed']}, not {self.seed}"
+            )
+        return state, info
+
+
+@dataclasses.dataclass
+class _Best:
+    """The model with the lowest validation loss so far, and the patience count."""
+
+    validation: float = math.inf
+    step: int = 0
+    params: Any = None
+    stale: int = 0  # evaluations since the last improvement
+
+    def update(self, loss: float, step: int, params) -> bool:
+        if loss >= self.validation:
+            self.stale += 1
+            return False
+        self.validation, self.step, self.stale = loss, step, 0
+        self.params = jax.tree.map(jnp.copy, params)  # survives the next step's donation
+        return True
+
+
+class _MetricsLog:
+    """``workdir/metrics.jsonl``, one JSON record per evaluation, written by process 0."""
+
+    def __init__(self, workdir: str | None, resume: bool):
+        self.path = os.path.join(workdir, "metrics.jsonl") if workdir else None
+        self.main = parallel.is_main_process()
+        if self.path and self.main:
+            os.makedirs(workdir, exist_ok=True)
+            if not resume and os.path.exists(self.path):
+                os.remove(self.path)  # a fresh run does not append to an old run's log
+
+    def append(self, record: dict) -> None:
+        if self.path and self.main:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+class _Progress:
+    """Progress lines: a bar, the step, the loss terms, the rate and the time left."""
+
+    def __init__(self, num_steps: int, start_step: int):
+        self.num_steps, self.start_step = num_steps, start_step
+        self.started = self.last_time = time.perf_counter()
+        self.last_step = start_step
+
+    def line(self, done: int, terms: dict) -> str:
+        now = time.perf_counter()
+        rate = (done - self.last_step) / max(now - self.last_time, 1e-9)
+        self.last_time, self.last_step = now, done
+        shown = " ".join(f"{k}={v:.4g}" for k, v in terms.items())
+        bar = "#" * int(20 * done / self.num_steps)
+        elapsed = now - self.started
+        # The ETA assumes the mean rate of this run so far (the first steps compile).
+        remaining = elapsed / (done - self.start_step) * (self.num_steps - done)
+        return (
+            f"[{bar:<20}] step {done}/{self.num_steps} {shown} ({rate:.2f} steps/s, "
+            f"elapsed {_clock(elapsed)}, ETA {_clock(remaining)})"
+        )
+
+
+def _place_for_mesh(state: TrainState, validation, mesh):
+    """The state replicated and the validation batch split over ``mesh`` (replicated when
+    its trial count does not divide)."""
+    if mesh is None:
+        return state, validation
+    if validation is not None:
+        divisible = np.shape(validation.spikes)[0] % mesh.devices.size == 0
+        place = parallel.shard_batch if divisible else parallel.replicate
+        validation = place(validation, mesh)
+    return parallel.replicate(state, mesh), validation
+
+
 def fit(
     *,
     model: model_lib.Model,
@@ -569,6 +682,7 @@ def fit(
         training batch's trials are split over the devices (K must be a multiple of their
         number), parameters and optimiser state are replicated. The validation batch is
         split too when its trial count allows it, and replicated otherwise. None: one device.
+        In a multi-process job every process calls ``fit`` with the same arguments.
 
     Returns:
       FitResult.
@@ -576,167 +690,140 @@ def fit(
     Raises:
       TrainingDiverged: when a loss or gradient becomes NaN/inf. The state of that step is not
         applied and no checkpoint is written after it.
+      Interrupted: after SIGINT/SIGTERM (in any process of the job), once the last finished
+        step is checkpointed.
     """
     log = log or (lambda line: print(line, flush=True))
     optimizer = make_optimizer(config)
-    schedule = make_schedule(config)
     train_step = make_train_step(model, optimizer, config.remat, mesh)
     eval_step = make_eval_step(model, config.remat)
     # The step donates its input state: copy so that the caller's arrays stay valid.
     state = init_train_state(jax.tree.map(jnp.copy, params), optimizer)
-    best_validation, best_step = math.inf, 0
-    if workdir:
-        os.makedirs(workdir, exist_ok=True)
-    ckpt_dir = os.path.join(workdir, "checkpoints") if workdir else None
-    latest = os.path.join(ckpt_dir, "latest.msgpack") if ckpt_dir else None
-    best_path = os.path.join(ckpt_dir, "best.msgpack") if ckpt_dir else None
-    metrics_path = os.path.join(workdir, "metrics.jsonl") if workdir else None
-    if resume and latest and os.path.exists(latest):
-        state, info = load_checkpoint(latest, state)
-        if info["seed"] != config.seed:
-            raise ValueError(
-                f"--resume: checkpoint {latest} was trained with seed {info['seed']}, "
-                f"not {config.seed}"
-            )
-        best_validation = info["best_validation"]
-        log(f"resumed from {latest} at step {int(state.step)}")
-    elif workdir and metrics_path and os.path.exists(metrics_path):
-        os.remove(metrics_path)  # a fresh run does not append to an old run's log
-    if mesh is not None:
-        state = parallel.replicate(state, mesh)
-        if validation is not None:
-            divisible = np.shape(validation.spikes)[0] % mesh.devices.size == 0
-            validation = (
-                parallel.shard_batch(validation, mesh)
-                if divisible
-                else parallel.replicate(validation, mesh)
-            )
-    best_params = jax.tree.map(jnp.copy, state.params)
-    if best_path and os.path.exists(best_path) and resume:
-        best_state, best_info = load_checkpoint(best_path, state)
-        best_params, best_step = best_state.params, int(best_state.step)
+    checkpoints = Checkpointer(workdir, config.seed, config.keep_checkpoints)
+    metrics = _MetricsLog(workdir, resume)
+    best = _Best()
+    restored = checkpoints.restore("latest", state) if resume else None
+    if restored:
+        state, info = restored
+        best.validation = info["best_validation"]
+        log(f"resumed from {checkpoints.path('latest')} at step {int(state.step)}")
+    state, validation = _place_for_mesh(state, validation, mesh)
+    best.params = jax.tree.map(jnp.copy, state.params)
+    restored = checkpoints.restore("best", state) if resume else None
+    if restored:
+        best.params, best.step = restored[0].params, int(restored[0].step)
     history: list[dict] = []
     start_step = int(state.step)
-    iterator = batches(start_step)
-    validation_key = jax.random.key(config.seed + 1_000_003)
-    stopped_early, evals_without_improvement = False, 0
-    started = last_log_time = time.perf_counter()
-    last_log_step = start_step
-    terms = {}
-
-    def save_latest():  # the state after step ``done``, to continue from
-        save_checkpoint(
-            latest, state, data_position=done, seed=config.seed, best_validation=best_validation
-        )
-
+    loop = _Loop(config, objective, validation, eval_step, checkpoints, metrics, best, log)
+    loop.progress = _Progress(config.num_steps, start_step)  # the clock starts now
     with _StopSignals() as signals:
-        for step in range(start_step, config.num_steps):
-            batch = next(iterator)
+        for step, batch in zip(range(start_step, config.num_steps), batches(start_step)):
             if mesh is not None:
                 batch = parallel.shard_batch(batch, mesh)
             new_state, terms, finite = train_step(
                 state, objective, batch, step_key(config.seed, step)
             )
             if not bool(finite):
-                where = f"; the last good checkpoint {latest} is intact" if latest else ""
+                where = f"; the last good checkpoint {checkpoints.path('latest')} is intact"
                 raise TrainingDiverged(
                     f"training diverged at step {step}: loss or gradient is NaN/inf "
-                    f"(terms: {_floats(terms)}){where}"
+                    f"(terms: {_floats(terms)}){where if checkpoints.folder else ''}"
                 )
             state = new_state
-            done = step + 1
-            if done % config.log_every == 0 or done == config.num_steps:
-                now = time.perf_counter()
-                rate = (done - last_log_step) / max(now - last_log_time, 1e-9)
-                last_log_time, last_log_step = now, done
-                shown = " ".join(f"{k}={v:.4g}" for k, v in _floats(terms).items())
-                bar = "#" * int(20 * done / config.num_steps)
-                elapsed = now - started
-                # The ETA assumes the mean rate of this run so far (the first steps compile).
-                remaining = elapsed / (done - start_step) * (config.num_steps - done)
-                log(
-                    f"[{bar:<20}] step {done}/{config.num_steps} {shown} ({rate:.2f} steps/s, "
-                    f"elapsed {_clock(elapsed)}, ETA {_clock(remaining)})"
-                )
-            if validation is not None and (
-                done % config.eval_every == 0 or done == config.num_steps
-            ):
-                values = _floats(eval_step(state.params, objective, validation, validation_key))
-                record = {
-                    "step": done,
-                    "seconds": time.perf_counter() - started,
-                    "learning_rate": float(schedule(done - 1)),
-                    "train": _floats(terms),
-                    "validation": values,
-                }
-                history.append(record)
-                if metrics_path:
-                    with open(metrics_path, "a") as f:
-                        f.write(json.dumps(record) + "\n")
-                if not math.isfinite(values["total"]):
-                    raise TrainingDiverged(
-                        f"validation loss is NaN/inf at step {done}; the last good checkpoint "
-                        f"{latest} is intact"
-                    )
-                if values["total"] < best_validation:
-                    best_validation, best_step = values["total"], done
-                    best_params = jax.tree.map(jnp.copy, state.params)  # survives donation
-                    evals_without_improvement = 0
-                    if best_path:
-                        save_checkpoint(
-                            best_path,
-                            state,
-                            data_position=done,
-                            seed=config.seed,
-                            best_validation=best_validation,
-                        )
-                else:
-                    evals_without_improvement += 1
-                log(
-                    f"  validation at step {done}: total={values['total']:.5g} "
-                    f"(best {best_validation:.5g} at step {best_step})"
-                )
-            if latest and (done % config.checkpoint_every == 0 or done == config.num_steps):
-                save_latest()
-                if config.keep_checkpoints:
-                    shutil.copyfile(latest, os.path.join(ckpt_dir, f"step_{done:06d}.msgpack"))
-            if config.patience is not None and evals_without_improvement >= config.patience:
-                log(
-                    f"early stop at step {done}: no validation improvement in "
-                    f"{config.patience} evaluations"
-                )
-                stopped_early = True
-                if latest:
-                    save_latest()
+            if loop.after_step(state, _floats(terms), history, signals.requested):
                 break
-            if signals.requested:
-                if latest:
-                    save_latest()
-                where = (
-                    f"checkpoint {latest} holds it; continue with --resume (resume=True)"
-                    if latest
-                    else "nothing was saved (no workdir)"
-                )
-                raise Interrupted(f"{signals.requested} after step {done}: {where}")
     if validation is None:
-        best_params, best_step = state.params, int(state.step)
+        best.params, best.step = state.params, int(state.step)
     convergence = convergence_report(
         history,
-        best_step=best_step,
+        best_step=best.step,
         steps_run=int(state.step),
         num_steps=config.num_steps,
-        stopped_early=stopped_early,
+        stopped_early=loop.stopped_early,
         window=config.patience or 5,
     )
     if convergence["warning"]:
         log(f"warning: {convergence['warning']}")
     return FitResult(
         state=state,
-        best_params=best_params,
-        best_validation=best_validation,
-        best_step=best_step,
+        best_params=best.params,
+        best_validation=best.validation,
+        best_step=best.step,
         history=history,
-        stopped_early=stopped_early,
-        seconds=time.perf_counter() - started,
+        stopped_early=loop.stopped_early,
+        seconds=time.perf_counter() - loop.progress.started,
         convergence=convergence,
     )
+
+
+class _Loop:
+    """What ``fit`` does after each applied step: progress line, validation and model
+    selection, checkpoints, early stop and stop signals."""
+
+    def __init__(self, config, objective, validation, eval_step, checkpoints, metrics, best, log):
+        self.config, self.objective, self.validation = config, objective, validation
+        self.eval_step, self.checkpoints, self.metrics = eval_step, checkpoints, metrics
+        self.best, self.log = best, log
+        self.schedule = make_schedule(config)
+        self.validation_key = jax.random.key(config.seed + 1_000_003)
+        self.progress: _Progress | None = None  # set by ``fit`` when its loop starts
+        self.stopped_early = False
+
+    def after_step(self, state: TrainState, terms: dict, history: list, signal_name) -> bool:
+        """Returns True when the loop must stop (early stop); raises ``Interrupted``."""
+        config, done = self.config, int(state.step)
+        last = done == config.num_steps
+        if done % config.log_every == 0 or last:
+            self.log(self.progress.line(done, terms))
+        if self.validation is not None and (done % config.eval_every == 0 or last):
+            history.append(self.validate(state, terms, done))
+        if done % config.checkpoint_every == 0 or last:
+            self.checkpoints.save("latest", state, done, self.best.validation, keep=True)
+        patience = config.patience
+        self.stopped_early = patience is not None and self.best.stale >= patience
+        # Every process must stop at the same step, whichever one got the signal.
+        interrupted = parallel.any_process(signal_name is not None)
+        if self.stopped_early or interrupted:
+            self.checkpoints.save("latest", state, done, self.best.validation)
+        if self.stopped_early:
+            self.log(
+                f"early stop at step {done}: no validation improvement in {patience} evaluations"
+            )
+            return True
+        if interrupted:
+            latest = self.checkpoints.path("latest")
+            where = (
+                f"checkpoint {latest} holds it; continue with --resume (resume=True)"
+                if latest
+                else "nothing was saved (no workdir)"
+            )
+            raise Interrupted(
+                f"{signal_name or 'a signal to another process'} after step {done}: {where}"
+            )
+        return False
+
+    def validate(self, state: TrainState, terms: dict, done: int) -> dict:
+        """Evaluates the validation batch, logs it and keeps the best model."""
+        values = _floats(
+            self.eval_step(state.params, self.objective, self.validation, self.validation_key)
+        )
+        record = {
+            "step": done,
+            "seconds": time.perf_counter() - self.progress.started,
+            "learning_rate": float(self.schedule(done - 1)),
+            "train": terms,
+            "validation": values,
+        }
+        self.metrics.append(record)
+        if not math.isfinite(values["total"]):
+            raise TrainingDiverged(
+                f"validation loss is NaN/inf at step {done}; the last good checkpoint "
+                f"{self.checkpoints.path('latest')} is intact"
+            )
+        if self.best.update(values["total"], done, state.params):
+            self.checkpoints.save("best", state, done, self.best.validation)
+        self.log(
+            f"  validation at step {done}: total={values['total']:.5g} "
+            f"(best {self.best.validation:.5g} at step {self.best.step})"
+        )
+        return record

@@ -160,6 +160,18 @@ def define_flags(**defaults) -> None:
         "Data-parallel training: split each batch's trials over this many local devices "
         "(1 = no sharding, 0 = all); the batch size must be a multiple of it.",
     )
+    define_job_flags()
+    flags.DEFINE_list("conv_features", ["16", "32"], "CNN filters per spatial layer.")
+    flags.DEFINE_string(
+        "condition", d.get("condition"), "Keep only movies whose name starts with this."
+    )
+    for name in ("clip_bins", "clamp_until", "num_starts", "num_movies", "temporal_kernel"):
+        if name in d:
+            flags.DEFINE_integer(name, d[name], _CLIP_HELP[name])
+
+
+def define_job_flags() -> None:
+    """The flags of a multi-process job (docs/distributed.md); ``join_job`` reads them."""
     flags.DEFINE_string(
         "coordinator_address",
         None,
@@ -174,13 +186,6 @@ def define_flags(**defaults) -> None:
         "Multi-process job described by the cluster's environment (SLURM, Open MPI, TPU pod "
         "slice): jax.distributed.initialize() reads it.",
     )
-    flags.DEFINE_list("conv_features", ["16", "32"], "CNN filters per spatial layer.")
-    flags.DEFINE_string(
-        "condition", d.get("condition"), "Keep only movies whose name starts with this."
-    )
-    for name in ("clip_bins", "clamp_until", "num_starts", "num_movies", "temporal_kernel"):
-        if name in d:
-            flags.DEFINE_integer(name, d[name], _CLIP_HELP[name])
 
 
 _CLIP_HELP = {
@@ -202,7 +207,7 @@ def _value(name: str, default):
     return FLAGS[name].value if name in FLAGS else default
 
 
-def _join_job() -> None:
+def join_job() -> None:
     """Joins the multi-process job the flags describe (before any JAX computation)."""
     explicit = {
         "coordinator_address": FLAGS.coordinator_address,
@@ -229,7 +234,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         # JAX's INFO lines (e.g. "Unable to initialize backend 'tpu'" on every machine
         # without one) read like errors; --verbosity=0 shows them again.
         logging.set_verbosity(logging.WARNING)
-    _join_job()
+    join_job()
     if FLAGS.loss not in losses.PRESETS:
         _fail(f"--loss={FLAGS.loss}: unknown preset; choose one of {', '.join(losses.PRESETS)}")
     weights = tuple(

@@ -9,7 +9,8 @@ import json
 
 from absl import app, flags
 
-from rsnn_jax import study
+from experiments import common
+from rsnn_jax import parallel, study
 
 _SCALE = flags.DEFINE_enum("scale", "small", ["small", "paper"], "Study size.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdir/study", "Runs and data sets.")
@@ -17,6 +18,7 @@ _RESULTS = flags.DEFINE_string("results", "docs/results.md", "Markdown report to
 _SEEDS = flags.DEFINE_list("seeds", None, "Fit seeds (default: the scale's, 2 small / 3 paper).")
 _PARTS = flags.DEFINE_list("parts", ["v1", "hidden", "retina"], "Parts to run.")
 _STEPS = flags.DEFINE_integer("steps", None, "Override the training steps of every run.")
+common.define_job_flags()  # one process of a multi-process job: docs/distributed.md
 _FROM_JSON = flags.DEFINE_string(
     "from_json",
     None,
@@ -52,7 +54,10 @@ def main(argv):
     if _STEPS.value:
         overrides.update(steps=_STEPS.value, retina_steps=_STEPS.value)
     make = study.StudyConfig.paper if _SCALE.value == "paper" else study.StudyConfig.small
-    study.run_study(make(_WORKDIR.value, **overrides))
+    common.join_job()
+    # Process 0 speaks for a multi-process job.
+    log = print if parallel.is_main_process() else (lambda line: None)
+    study.run_study(make(_WORKDIR.value, **overrides), log=log)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import time
 import jax
 import numpy as np
 
-from rsnn_jax import experiment, metrics, plots, train
+from rsnn_jax import experiment, metrics, parallel, plots, train
 from rsnn_jax import model as model_lib
 from rsnn_jax.data import recording, synthetic
 
@@ -361,6 +361,8 @@ def run_study(config: StudyConfig, log=print) -> dict:
         results["parts"]["retina"] = rows
     results["wall_seconds"] = time.perf_counter() - started
     results["machine"] = machine_description()
+    if not parallel.is_main_process():  # process 0 writes for a multi-process job
+        return results
     with open(os.path.join(config.workdir, "study.json"), "w") as f:
         json.dump(results, f, indent=1)
     if config.results:

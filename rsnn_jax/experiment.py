@@ -63,7 +63,8 @@ class ExperimentConfig:
         set of this kind, generated once and cached in ``cache_dir``.
       cache_dir: where built-in data sets are cached.
       loss: a preset of ``losses.PRESETS``.
-      weights: per-term weight overrides, ((term, weight), ...).
+      weights: per-term weight overrides, ((term, weight), ...), terms of the preset
+        (``losses.preset_terms``).
       num_hidden: hidden neurons of the fitted model.
       num_steps, batch_size, learning_rate, seed, resume, eval_every, patience,
       checkpoint_every, keep_checkpoints, log_every, clip_mode: training (see
@@ -157,6 +158,13 @@ class ExperimentConfig:
             raise ValueError(
                 f"--loss: unknown preset {self.loss!r}; choose one of {', '.join(losses.PRESETS)}"
             )
+        terms = losses.preset_terms(self.loss)
+        for term, weight in self.weights:
+            if term not in terms:
+                raise ValueError(
+                    f"--weight_{term}={weight:g}: --loss={self.loss} has no {term} term; "
+                    f"its terms are {', '.join(terms)}"
+                )
         positive = ("num_steps", "batch_size", "num_delays", "eval_every", "checkpoint_every")
         for name in positive + ("clip_bins", "num_starts", "num_movies", "temporal_kernel"):
             if getattr(self, name) < 1:

@@ -117,7 +117,7 @@ def heldout_curve(workdir: str) -> list[dict]:
         params = workdirs.load_params(path, model, batch)
         values = experiment.evaluate(params, model, batch, eval_key, config.eval_trials, smoothing)
         step = int(os.path.basename(path)[len("step_") : -len(".msgpack")])
-        rows.append({"step": step, **{m: float(values[m]) for m in _METRICS}})
+        rows.append({"step": step, **{m: float(getattr(values, m)) for m in _METRICS}})
         print(
             f"{workdir} step {rows[-1]['step']}: "
             + ", ".join(f"{m} {rows[-1][m]:.3f}" for m in _METRICS),

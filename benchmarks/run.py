@@ -279,12 +279,14 @@ def flop_counts(case: Case, passes: model_lib.Passes, objective: losses.Objectiv
     pair = 2 * k * t * nv * nv  # one [N_V, K·T] @ [K·T, N_V] matmul
     loss_fwd = loss_bwd = 0
     for term in objective.terms.values():
-        if isinstance(term, (losses.NCTerm, losses.NCShuffledTerm)):
+        loss = getattr(term, "loss", None)  # the function of a losses.VisibleTerm
+        if loss in (losses.nc_loss, losses.nc_shuffled_loss):
             loss_fwd += 3 * pair  # data coincidences + 2 model log-space products
             loss_bwd += 4 * pair
-        elif isinstance(term, losses.NCMSETerm):
-            loss_fwd += 2 * term.num_delays * pair  # data and model lagged covariances
-            loss_bwd += 2 * term.num_delays * pair
+        elif loss is losses.nc_mse_loss:
+            num_delays = dict(term.options)["num_delays"]
+            loss_fwd += 2 * num_delays * pair  # data and model lagged covariances
+            loss_bwd += 2 * num_delays * pair
     parts = dict(
         encoder_fwd=encoder_fwd,
         encoder_bwd=encoder_bwd,

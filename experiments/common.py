@@ -13,7 +13,7 @@ from absl import flags, logging
 from rsnn_jax import experiment, losses, parallel, train
 from rsnn_jax.data import recording
 
-TERMS = ("mle", "elbo", "elbo_sm", "psth", "nc", "nc_mse", "nc_shuffled", "single_trial", "sm_h")
+TERMS = losses.TERM_NAMES  # --weight_<term> for every term some preset has
 FLAGS = flags.FLAGS
 
 

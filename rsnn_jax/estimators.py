@@ -50,7 +50,6 @@ from rsnn_jax import model as model_lib
 
 ESTIMATORS: tuple[str, ...] = ("probabilities", "spikes", "mixed", "score", "score_probabilities")
 MAX_PATTERN_BITS = 18
-_DISSIMILARITIES = {"mse": losses.mean_squared_error, "ce": losses.cross_entropy}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,7 +300,7 @@ def cross_fitted_loss(dissimilarity, target: Any, groups: Any) -> jax.Array:
     Returns:
       float scalar: the value d(T^D, mean_g T̂_g).
     """
-    d = _dissimilarity(dissimilarity)
+    d = losses.dissimilarity(dissimilarity)
     leaves = jax.tree.leaves(groups)
     num_groups = leaves[0].shape[0]
     frozen = jax.lax.stop_gradient(groups)
@@ -372,7 +371,7 @@ def estimator_loss(estimator, dissimilarity, target, groups) -> jax.Array:
     if estimator in ("score", "score_probabilities"):
         return cross_fitted_loss(dissimilarity, target, groups)
     mean = jax.tree.map(lambda v: jnp.mean(v, axis=0), groups)
-    return _dissimilarity(dissimilarity)(target, mean)
+    return losses.dissimilarity(dissimilarity)(target, mean)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -413,7 +412,7 @@ class ScoreFunctionTerm(losses.Term):
             raise ValueError(
                 f"ScoreFunctionTerm: value must be spikes or probabilities, got {self.value!r}"
             )
-        _dissimilarity(self.dissimilarity)
+        losses.dissimilarity(self.dissimilarity)
 
     @property
     def passes(self) -> model_lib.Passes:
@@ -450,14 +449,6 @@ def score_function_term(
         objective = losses.compose({"rho": (1.0, estimators.score_function_term(T, "mse"))})
     """
     return ScoreFunctionTerm(statistic, dissimilarity, num_groups, value)
-
-
-def _dissimilarity(name_or_function):
-    if callable(name_or_function):
-        return name_or_function
-    if name_or_function not in _DISSIMILARITIES:
-        raise ValueError(f"dissimilarity must be 'mse', 'ce' or a callable: {name_or_function!r}")
-    return _DISSIMILARITIES[name_or_function]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -562,7 +553,7 @@ def _draw(estimator, statistic, dissimilarity, design, target, params, condition
 def _exact(statistic, dissimilarity, design, target, params, conditions):
     expectation = lambda p: exact_expectation(statistic, p, conditions, design)
     value, jacobian, unravel = _flat_jacobian(expectation, params)
-    outer = jax.grad(lambda v: _dissimilarity(dissimilarity)(target, unravel(v)))(value)
+    outer = jax.grad(lambda v: losses.dissimilarity(dissimilarity)(target, unravel(v)))(value)
     return value, jacobian, outer @ jacobian
 
 

@@ -21,6 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import flax
 import h5py
@@ -63,7 +64,8 @@ class ExperimentConfig:
         set of this kind, generated once and cached in ``cache_dir``.
       cache_dir: where built-in data sets are cached.
       loss: a preset of ``losses.PRESETS``.
-      weights: per-term weight overrides, ((term, weight), ...).
+      weights: per-term weight overrides, ((term, weight), ...), terms of the preset
+        (``losses.preset_terms``).
       num_hidden: hidden neurons of the fitted model.
       num_steps, batch_size, learning_rate, seed, resume, eval_every, patience,
       checkpoint_every, keep_checkpoints, log_every, clip_mode: training (see
@@ -157,6 +159,13 @@ class ExperimentConfig:
             raise ValueError(
                 f"--loss: unknown preset {self.loss!r}; choose one of {', '.join(losses.PRESETS)}"
             )
+        terms = losses.preset_terms(self.loss)
+        for term, weight in self.weights:
+            if term not in terms:
+                raise ValueError(
+                    f"--weight_{term}={weight:g}: --loss={self.loss} has no {term} term; "
+                    f"its terms are {', '.join(terms)}"
+                )
         positive = ("num_steps", "batch_size", "num_delays", "eval_every", "checkpoint_every")
         for name in positive + ("clip_bins", "num_starts", "num_movies", "temporal_kernel"):
             if getattr(self, name) < 1:
@@ -417,22 +426,84 @@ def _validation_batch(config, data, model) -> batching.Batch | None:
 
 # --------------------------------------------------------------------------- evaluation
 
-
-@functools.partial(jax.jit, static_argnames=("model", "passes"))
-def _run_passes(params, stimulus, recorded, history, key, passes, *, model):
-    """``model_lib.run_passes`` compiled once per (model, passes, shapes): every model
-    evaluated in a run (best, untrained, start) reuses the same program."""
-    return model_lib.run_passes(
-        params, model, stimulus, recorded, passes=passes, key=key, initial_history=history
-    )
+# Evaluation fields for the figures only, left out of report.json.
+_FIGURE_FIELDS = ("data_nc", "model_nc", "data_psth", "model_psth", "data_raster", "model_raster")
 
 
-def _likelihood_metrics(params, model, batch, key, smc_particles, smc_repeats) -> dict:
-    """Bits/spike and McFadden R² of the recorded trials: exact from one clamped pass
-    without hidden neurons; with hidden neurons a sequential Monte Carlo estimate over their
-    spikes (``likelihood.smc_log_likelihood``) with its standard error."""
-    data_spikes = np.asarray(batch.spikes)
-    num_visible = model.network.num_visible
+class Evaluation(NamedTuple):
+    """Held-out metrics of one movie's trials (``evaluate``); ``report()`` is report.json's.
+
+    Attributes:
+      num_recorded_trials, num_simulated_trials: K recorded, K′ simulated trials.
+      psth_correlation: median over neurons of eq. 7 (model side σ̄);
+        ``psth_correlation_per_neuron`` [N_V] its values; ``psth_correlation_smoothed`` the
+        median after a boxcar of ``psth_smoothing_bins`` bins (Fig. S4).
+      nc_r2, nc_r2_offset_invariant: eq. 11 and Table S6's offset-invariant R²;
+        ``nc_r2_no_correlation`` what a model without noise correlation scores.
+      likelihood_estimator: "exact" (no hidden neurons) or "smc"; ``smc_particles``,
+        ``smc_repeats`` (0 when exact) and ``smc_effective_sample_fraction`` (mean ESS / P,
+        None when exact).
+      bits_per_spike, mcfadden_r2: population values with Monte-Carlo standard errors
+        ``bits_per_spike_se``, ``mcfadden_r2_se`` (0 when exact).
+      data_rate, model_rate: mean spikes per bin and neuron.
+      data_nc, model_nc: [N_V, N_V] noise correlations (eq. 10); data_psth, model_psth
+        [T, N_V]; data_raster, model_raster [T, N_V] of the first trial (NumPy, figures only).
+    """
+
+    num_recorded_trials: int
+    num_simulated_trials: int
+    psth_correlation: float
+    psth_correlation_per_neuron: list[float]
+    psth_correlation_smoothed: float
+    psth_smoothing_bins: int
+    nc_r2: float
+    nc_r2_offset_invariant: float
+    nc_r2_no_correlation: float
+    likelihood_estimator: str
+    smc_particles: int
+    smc_repeats: int
+    smc_effective_sample_fraction: float | None
+    bits_per_spike: float
+    bits_per_spike_se: float
+    mcfadden_r2: float
+    mcfadden_r2_se: float
+    data_rate: float
+    model_rate: float
+    data_nc: np.ndarray
+    model_nc: np.ndarray
+    data_psth: np.ndarray
+    model_psth: np.ndarray
+    data_raster: np.ndarray
+    model_raster: np.ndarray
+
+    def report(self) -> dict:
+        """The JSON-ready metrics (every field but the figures' arrays), in field order."""
+        return {k: v for k, v in self._asdict().items() if k not in _FIGURE_FIELDS}
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_trials", "smc_particles", "smc_repeats"))
+def _simulate(params, batch, key, *, model, num_trials, smc_particles, smc_repeats) -> dict:
+    """``evaluate``'s simulations, one program per (model, settings, shapes) taking
+    ``params`` as an argument: the models of a run (best, untrained, start, checkpoints) and
+    its movies of equal shapes reuse it.
+
+    Returns:
+      {"free": visible ``SimulationOutputs`` [num_trials, T, N_V] of the free pass}, and
+      "clamped_logits" [K, T, N_V] without hidden neurons, or "smc"
+      (``likelihood.SMCOutputs``) with them.
+    """
+    k, num_visible = batch.spikes.shape[0], model.network.num_visible
+    free_key, likelihood_key = jax.random.split(key)
+    free = model_lib.run_passes(
+        params,
+        model,
+        batch.stimulus,
+        jnp.zeros((num_trials,) + batch.spikes.shape[1:], jnp.float32),
+        passes=model_lib.Passes(free=True),
+        key=free_key,
+        initial_history=batch.history[np.arange(num_trials) % k],
+    ).free
+    free = jax.tree.map(lambda x: x[..., :num_visible], free)
     if model.network.num_hidden:
         # One clamped pass samples the hidden spikes freely: one sample of the ELBO, not the
         # likelihood of the visible spikes. Marginalise them by SMC instead.
@@ -441,53 +512,56 @@ def _likelihood_metrics(params, model, batch, key, smc_particles, smc_repeats) -
             model_lib.encode(params, model, batch.stimulus),
             batch.spikes,
             config=model.network,
-            key=key,
+            key=likelihood_key,
             num_particles=smc_particles,
             num_repeats=smc_repeats,
             initial_history=batch.history,
         )
-        total, error = smc.total, smc.standard_error
-        bits = metrics.bits_per_spike_from_log_likelihood(data_spikes, total)
-        mcfadden = metrics.mcfadden_r2_from_log_likelihood(data_spikes, total)
-        # Both metrics are affine in log L: log L ± its standard error moves them by theirs.
-        bits_error = metrics.bits_per_spike_from_log_likelihood(data_spikes, total + error) - bits
-        mcfadden_error = (
-            metrics.mcfadden_r2_from_log_likelihood(data_spikes, total + error) - mcfadden
-        )
-        return {
-            "likelihood_estimator": "smc",
-            "smc_particles": int(smc_particles),
-            "smc_repeats": int(smc_repeats),
-            "smc_effective_sample_fraction": float(
-                np.mean(smc.effective_sample_size) / smc_particles
-            ),
-            "bits_per_spike": float(bits),
-            "bits_per_spike_se": float(bits_error),
-            "mcfadden_r2": float(mcfadden),
-            "mcfadden_r2_se": float(jnp.abs(mcfadden_error)),
-        }
-    clamped = _run_passes(
+        return {"free": free, "smc": smc}
+    clamped = model_lib.run_passes(
         params,
+        model,
         batch.stimulus,
         batch.spikes,
-        batch.history,
-        key,
-        model_lib.Passes(clamped=1),
-        model=model,
+        passes=model_lib.Passes(clamped=1),
+        key=likelihood_key,
+        initial_history=batch.history,
     ).clamped
-    clamped_logits = np.asarray(clamped.logits[..., :num_visible])
-    return {
-        "likelihood_estimator": "exact",
-        "smc_particles": 0,
-        "smc_repeats": 0,
-        "smc_effective_sample_fraction": None,
-        "bits_per_spike": float(
-            metrics.bits_per_spike(data_spikes, clamped_logits, per_neuron=False)
-        ),
-        "bits_per_spike_se": 0.0,
-        "mcfadden_r2": float(metrics.mcfadden_r2(data_spikes, clamped_logits, per_neuron=False)),
-        "mcfadden_r2_se": 0.0,
-    }
+    return {"free": free, "clamped_logits": clamped.logits[..., :num_visible]}
+
+
+def _likelihood_fields(simulated: dict, data_spikes: np.ndarray, smc_particles, smc_repeats):
+    """``Evaluation``'s likelihood fields: bits/spike and McFadden R² of the recorded trials,
+    exact from the clamped logits, or from the SMC estimate with its standard error."""
+    if "smc" not in simulated:
+        logits = simulated["clamped_logits"]
+        return dict(
+            likelihood_estimator="exact",
+            smc_particles=0,
+            smc_repeats=0,
+            smc_effective_sample_fraction=None,
+            bits_per_spike=float(metrics.bits_per_spike(data_spikes, logits, per_neuron=False)),
+            bits_per_spike_se=0.0,
+            mcfadden_r2=float(metrics.mcfadden_r2(data_spikes, logits, per_neuron=False)),
+            mcfadden_r2_se=0.0,
+        )
+    smc = simulated["smc"]
+    total, error = smc.total, smc.standard_error
+    bits = metrics.bits_per_spike_from_log_likelihood(data_spikes, total)
+    mcfadden = metrics.mcfadden_r2_from_log_likelihood(data_spikes, total)
+    # Both metrics are affine in log L: log L ± its standard error moves them by theirs.
+    bits_error = metrics.bits_per_spike_from_log_likelihood(data_spikes, total + error) - bits
+    mcfadden_error = metrics.mcfadden_r2_from_log_likelihood(data_spikes, total + error) - mcfadden
+    return dict(
+        likelihood_estimator="smc",
+        smc_particles=int(smc_particles),
+        smc_repeats=int(smc_repeats),
+        smc_effective_sample_fraction=float(jnp.mean(smc.effective_sample_size) / smc_particles),
+        bits_per_spike=float(bits),
+        bits_per_spike_se=float(bits_error),
+        mcfadden_r2=float(mcfadden),
+        mcfadden_r2_se=float(jnp.abs(mcfadden_error)),
+    )
 
 
 def evaluate(
@@ -499,7 +573,7 @@ def evaluate(
     smoothing_bins: int | None = None,
     smc_particles: int = 32,
     smc_repeats: int = 2,
-) -> dict:
+) -> Evaluation:
     """Held-out metrics of docs/losses_and_metrics.md on one movie's trials (shared stimulus).
 
     The model is simulated freely from each recorded trial's history (``num_trials`` trials,
@@ -510,72 +584,66 @@ def evaluate(
     ``smc_particles`` particles, ``smc_repeats`` independent filters for the standard
     error); the estimate is biased low (more so with fewer particles), never high.
 
+    The simulations (free pass, clamped pass or SMC) are one jitted program per model,
+    settings and shapes, taking ``params`` as an argument: evaluating other parameters
+    (checkpoints, the untrained model) or other movies of the same shapes does not retrace.
+
+    Args:
+      params, model: the model to evaluate.
+      batch: the movie's stimulus and recorded trials, spikes float32 [K, T, N_V].
+      key: the noise of the free pass and of the SMC filters.
+      num_trials, smoothing_bins, smc_particles, smc_repeats: see above (static).
+
     Returns:
-      dict with ``psth_correlation`` (median over neurons, from σ̄, eq. 7; also
-      ``psth_correlation_smoothed`` after a boxcar of ``smoothing_bins``),
-      ``psth_correlation_per_neuron``, ``nc_r2`` (eq. 11), ``nc_r2_offset_invariant``
-      (Table S6), ``bits_per_spike`` and ``mcfadden_r2`` with their Monte-Carlo standard
-      errors ``*_se`` (0 when exact), ``likelihood_estimator`` ("exact" or "smc"),
-      ``smc_particles``/``smc_repeats`` (0 when exact), ``smc_effective_sample_fraction``
-      (mean ESS / P over bins, None when exact), ``data_nc``/``model_nc`` matrices and PSTHs
-      (NumPy, for figures; dropped from the JSON report).
+      ``Evaluation`` (``.report()``: the metrics of report.json).
     """
-    num_visible = model.network.num_visible
     k = batch.spikes.shape[0]
     # More simulated than recorded trials: the model-side estimate of the noise
     # correlations and PSTH is then less noisy, and what remains is the data's own noise.
     num_trials = num_trials or max(k, 100)
-    history = np.asarray(batch.history)[np.arange(num_trials) % k]
-    free_key, clamped_key = jax.random.split(key)
-    run = functools.partial(_run_passes, model=model)
-    free = run(
-        params,
-        batch.stimulus,
-        np.zeros((num_trials,) + batch.spikes.shape[1:], np.float32),
-        history,
-        free_key,
-        model_lib.Passes(free=True),
-    ).free
+    simulated = jax.device_get(
+        _simulate(
+            params,
+            batch,
+            key,
+            model=model,
+            num_trials=num_trials,
+            smc_particles=smc_particles,
+            smc_repeats=smc_repeats,
+        )
+    )
     data_spikes = np.asarray(batch.spikes)
-    likelihood_values = _likelihood_metrics(
-        params, model, batch, clamped_key, smc_particles, smc_repeats
-    )
-    model_spikes = np.asarray(free.spikes[..., :num_visible])
-    model_probs = np.asarray(free.probabilities[..., :num_visible])
+    model_spikes = simulated["free"].spikes
+    model_probs = np.asarray(simulated["free"].probabilities)
+    # The metrics run eagerly on the simulations (op by op, each op compiled once per shape).
     per_neuron = np.asarray(metrics.psth_correlation(data_spikes, model_probs))
-    smoothed = (
-        per_neuron
-        if not smoothing_bins or smoothing_bins <= 1
-        else np.asarray(metrics.psth_correlation(data_spikes, model_probs, smoothing_bins))
-    )
+    smoothed = per_neuron
+    if smoothing_bins and smoothing_bins > 1:
+        smoothed = np.asarray(metrics.psth_correlation(data_spikes, model_probs, smoothing_bins))
     data_nc = np.asarray(metrics.noise_correlation(data_spikes))
     model_nc = np.asarray(metrics.noise_correlation(model_spikes))
-    return {
-        "num_recorded_trials": int(k),
-        "num_simulated_trials": int(num_trials),
-        "psth_correlation": float(np.nanmedian(per_neuron)),
-        "psth_correlation_per_neuron": [float(x) for x in per_neuron],
-        "psth_correlation_smoothed": float(np.nanmedian(smoothed)),
-        "psth_smoothing_bins": int(smoothing_bins or 1),
-        "nc_r2": float(metrics.nc_r2(data_nc, model_nc)),
-        "nc_r2_offset_invariant": float(metrics.nc_r2(data_nc, model_nc, offset_invariant=True)),
+    return Evaluation(
+        num_recorded_trials=int(k),
+        num_simulated_trials=int(num_trials),
+        psth_correlation=float(np.nanmedian(per_neuron)),
+        psth_correlation_per_neuron=[float(x) for x in per_neuron],
+        psth_correlation_smoothed=float(np.nanmedian(smoothed)),
+        psth_smoothing_bins=int(smoothing_bins or 1),
+        nc_r2=float(metrics.nc_r2(data_nc, model_nc)),
+        nc_r2_offset_invariant=float(metrics.nc_r2(data_nc, model_nc, offset_invariant=True)),
         # What a model without any noise correlation scores on these trials: −(mean/std)² of
         # the data's NC. An NC R² below it has learned no noise correlation at all.
-        "nc_r2_no_correlation": float(metrics.nc_r2(data_nc, np.zeros_like(data_nc))),
-        **likelihood_values,
-        "data_rate": float(data_spikes.mean()),
-        "model_rate": float(model_spikes.mean()),
-        "_data_nc": data_nc,
-        "_model_nc": model_nc,
-        "_data_psth": data_spikes.mean(0),
-        "_model_psth": model_probs.mean(0),
-        "_data_raster": data_spikes[0],
-        "_model_raster": model_spikes[0],
-    }
-
-
-def _public(values: dict) -> dict:
-    return {k: v for k, v in values.items() if not k.startswith("_")}
+        nc_r2_no_correlation=float(metrics.nc_r2(data_nc, np.zeros_like(data_nc))),
+        **_likelihood_fields(simulated, data_spikes, smc_particles, smc_repeats),
+        data_rate=float(data_spikes.mean()),
+        model_rate=float(model_spikes.mean()),
+        data_nc=data_nc,
+        model_nc=model_nc,
+        data_psth=data_spikes.mean(0),
+        model_psth=model_probs.mean(0),
+        data_raster=data_spikes[0],
+        model_raster=model_spikes[0],
+    )
 
 
 def _bits_per_spike_text(values: dict) -> str:
@@ -599,32 +667,32 @@ def _figures(config, data, model, result, best_eval, figdir) -> list[str]:
         tag = movie.replace("/", "_")
         paths.append(
             plots.raster(
-                values["_data_raster"],
-                values["_model_raster"],
+                values.data_raster,
+                values.model_raster,
                 os.path.join(figdir, f"raster_{tag}.png"),
                 bin_ms,
             )
         )
-        rates = values["_data_psth"].mean(0)
+        rates = values.data_psth.mean(0)
         neurons = [int(i) for i in np.argsort(rates)[::-1][:4]]
         paths.append(
             plots.psth_overlay(
-                values["_data_psth"],
-                values["_model_psth"],
+                values.data_psth,
+                values.model_psth,
                 neurons,
                 os.path.join(figdir, f"psth_{tag}.png"),
                 bin_ms,
-                np.asarray(values["psth_correlation_per_neuron"]),
-                values["psth_smoothing_bins"],
+                np.asarray(values.psth_correlation_per_neuron),
+                values.psth_smoothing_bins,
             )
         )
         paths.append(
             plots.matrix_comparison(
-                values["_data_nc"],
-                values["_model_nc"],
+                values.data_nc,
+                values.model_nc,
                 os.path.join(figdir, f"noise_correlation_{tag}.png"),
                 "noise correlation",
-                values["nc_r2"],
+                values.nc_r2,
             )
         )
     return paths
@@ -907,10 +975,10 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         "stopped_early": result.stopped_early,
         "convergence": result.convergence,
         "train_seconds": result.seconds,
-        "test": {movie: _public(values) for movie, values in best_eval.items()},
-        "untrained_test": {movie: _public(values) for movie, values in untrained_eval.items()},
+        "test": {movie: values.report() for movie, values in best_eval.items()},
+        "untrained_test": {movie: values.report() for movie, values in untrained_eval.items()},
         # After the data-informed start (biases, warm start), before the stochastic phase.
-        "start_test": {movie: _public(values) for movie, values in start_eval.items()},
+        "start_test": {movie: values.report() for movie, values in start_eval.items()},
         "device": jax.devices()[0].device_kind,
     }
     figdir = os.path.join(config.workdir, "figures")
@@ -922,7 +990,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         # the finite number of recorded trials. With hidden neurons its likelihood is an SMC
         # estimate, biased low: a lower estimate of the ceiling (``evaluate``).
         target_eval = evaluate_all(data.target.params, data.target.model)
-        report["target_test"] = {m: _public(v) for m, v in target_eval.items()}
+        report["target_test"] = {m: v.report() for m, v in target_eval.items()}
         conn = _connectivity(result.best_params, model, data.target)
         report["connectivity_r2"] = conn["connectivity_r2"]
         report["untrained_connectivity_r2"] = _connectivity(untrained, model, data.target)[

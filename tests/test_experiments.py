@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from experiments import common
 from rsnn_jax import experiment, losses
 from rsnn_jax.data import recording, synthetic
 
@@ -124,7 +125,12 @@ def test_experiment_module_writes_config_metrics_report_and_figures(module, data
     [
         ("retina", "--loss=nope", "--loss=nope: unknown preset"),
         ("v1", "--steps=0", "--steps=0: must be >= 1"),
-        ("v1", "--weight_single_trial=2", "has no term ['single_trial']"),
+        (
+            "v1",
+            "--weight_single_trial=2",
+            "error: --weight_single_trial=2: --loss=mle_psth_nc has no single_trial term; "
+            "its terms are mle, psth, nc\n",
+        ),
         ("retina", "--clamp_until=90", "--clamp_until"),
         ("v1", "--conv_features=a,b", "--conv_features"),
     ],
@@ -160,9 +166,46 @@ def test_nc_mse_estimator_reaches_the_objective():
     objective = losses.make_objective(
         config.loss, num_visible=2, num_hidden=0, **experiment.objective_options(config)
     )
-    assert objective.terms["nc_mse"].estimator == "spikes"
+    assert objective.terms["nc_mse"].value == "spikes"
     with pytest.raises(ValueError, match="--nc_mse_estimator"):
         experiment.ExperimentConfig(kind="v1", workdir="unused", nc_mse_estimator="mixed")
+
+
+@pytest.mark.parametrize("preset", losses.PRESETS)
+def test_every_weight_flag_works_with_the_presets_that_have_its_term(preset):
+    """--weight_<term> is offered for every term some preset has (``common.TERMS``); with a
+    preset that has the term it sets its weight, otherwise it is a one-line error."""
+    assert set(common.TERMS) == {t for p in losses.PRESETS for t in losses.preset_terms(p)}
+    retina = preset == "mle_single_trial_nc"
+    terms = losses.preset_terms(preset)
+    for term in common.TERMS:
+        config = dict(
+            kind="retina" if retina else "v1",
+            workdir="unused",
+            loss=preset,
+            weights=((term, 0.25),),
+            num_hidden=2,
+            clamp_until=40 if retina else None,
+        )
+        if term not in terms:
+            with pytest.raises(ValueError) as error:
+                experiment.ExperimentConfig(**config)
+            assert str(error.value) == (
+                f"--weight_{term}=0.25: --loss={preset} has no {term} term; "
+                f"its terms are {', '.join(terms)}"
+            )
+            continue
+        config = experiment.ExperimentConfig(**config)
+        objective = losses.make_objective(
+            config.loss,
+            num_visible=2,
+            num_hidden=config.num_hidden,
+            weights=dict(config.weights),
+            clamp_until=config.clamp_until,
+            **experiment.objective_options(config),
+        )
+        assert list(objective.terms) == list(terms)
+        assert float(objective.weights[term]) == 0.25
 
 
 def test_sta_temporal_filters_are_refused_without_a_retina_encoder():

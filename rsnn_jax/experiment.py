@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import flax
@@ -30,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rsnn_jax import (
-    encoders,
     initialise,
+    kinds,
     likelihood,
     losses,
     metrics,
@@ -42,13 +42,10 @@ from rsnn_jax import (
     warm_start,
 )
 from rsnn_jax import model as model_lib
-from rsnn_jax.data import batching, recording, synthetic
+from rsnn_jax.data import batching, recording
+from rsnn_jax.kinds import RunError, heldout_batches
 
-KINDS = ("v1", "retina", "synthetic")
-# Built-in retina-like data: seconds of unrepeated training and validation stimulus per
-# condition (the paper trained on 1080 s unrepeated + 600 s repeated).
-RETINA_UNREPEATED_S = 300.0
-RETINA_VALIDATION_S = 20.0
+KINDS = tuple(kinds.KINDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +179,7 @@ class ExperimentConfig:
             raise ValueError(
                 f"--nc_mse_estimator must be probabilities or spikes, got {self.nc_mse_estimator!r}"
             )
-        if self.init_temporal_filters and self.kind != "retina":
+        if self.init_temporal_filters and not kinds.of(self).temporal_filters:
             raise ValueError("--init_temporal_filters applies to the retina encoder only")
         if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
             raise ValueError(
@@ -195,7 +192,7 @@ def objective_options(config: ExperimentConfig) -> dict:
     """Options of ``losses.make_objective`` implied by the experiment (Table S3 weights for
     synthetic data, nc_mse delays = the network's D)."""
     return {
-        "dataset": "synthetic" if config.kind == "synthetic" else "v1",
+        "dataset": kinds.of(config).objective_dataset,
         "num_delays": config.num_delays,
         "nc_mse_estimator": config.nc_mse_estimator,
     }
@@ -216,10 +213,7 @@ def training_mesh(config: ExperimentConfig) -> jax.sharding.Mesh | None:
         return None
     mesh = parallel.make_mesh(num_devices)
     num_devices = mesh.devices.size
-    if config.kind == "retina":
-        trials, flag = config.num_starts * config.num_movies, "--num_starts × --num_movies"
-    else:
-        trials, flag = config.batch_size, "--batch_size"
+    trials, flag = kinds.of(config).batch_trials(config)
     if trials % num_devices:
         raise ValueError(
             f"--devices: {flag} = {trials} trials per batch cannot be split evenly over "
@@ -233,16 +227,10 @@ def training_mesh(config: ExperimentConfig) -> jax.sharding.Mesh | None:
 
 def builtin_data_path(config: ExperimentConfig) -> str:
     """Where the built-in synthetic data set of ``config`` is cached."""
-    base = {"v1": "v1_like", "synthetic": "v1_like", "retina": "retina_like"}[config.kind]
-    hidden = config.target_hidden if config.kind != "retina" else 0
-    trials = "" if config.data_trials is None else f"_k{config.data_trials}"
-    # Bump when a generator's defaults change: old caches are not reused.
-    version = {"retina": "v4"}.get(config.kind, "v3")
-    name = f"{base}_h{hidden}{trials}_seed{config.data_seed}_{version}.h5"
-    return os.path.join(config.cache_dir, name)
+    return os.path.join(config.cache_dir, kinds.of(config).builtin_name(config))
 
 
-def _load(path: str) -> recording.Recording:
+def read_recording(path: str) -> recording.Recording:
     """Loads (and validates) a recording, with its ground truth when the file has one."""
     data = recording.load_recording(path)
     with h5py.File(path, "r") as f:
@@ -255,41 +243,16 @@ def load_data(config: ExperimentConfig, log=print) -> recording.Recording:
     if config.data is not None:
         if not os.path.exists(config.data):
             raise FileNotFoundError(f"--data: no such file {config.data!r}")
-        return _load(config.data)
+        return read_recording(config.data)
     path = builtin_data_path(config)
     if not os.path.exists(path):
         log(f"generating the built-in {config.kind} data set into {path} (once)")
-        kwargs = {}
-        if config.data_trials is not None:
-            n = config.data_trials
-            kwargs["num_trials"] = n
-            if config.kind == "retina":  # repeats of each repeated movie
-                kwargs = {"num_repeats": n}
-            else:  # the pvc-11 proportions: 2/3 train, 1/4 test, the rest validation
-                kwargs["split"] = (2 * n // 3, n // 4, n - 2 * n // 3 - n // 4)
-        if config.kind == "retina":
-            # Minutes of unrepeated stimulus, so that the stimulus filter can be learned, and
-            # model selection on a stretch of new stimulus the fit never trains on.
-            data = synthetic.make_retina_like(
-                config.data_seed,
-                unrepeated_s=RETINA_UNREPEATED_S,
-                validation_s=RETINA_VALIDATION_S,
-                **kwargs,
-            )
-        else:
-            data = synthetic.make_v1_like(
-                config.data_seed, num_hidden=config.target_hidden, **kwargs
-            )
+        data = kinds.of(config).generate(config)
         if not parallel.is_main_process():
             return data  # the same data in every process; process 0 writes the cache
         os.makedirs(config.cache_dir, exist_ok=True)
         recording.save_recording(path, data)
-    return _load(path)
-
-
-class RunError(ValueError):
-    """A setting that does not fit the data or the workdir (the command line prints it as
-    one line, exit code 2)."""
+    return read_recording(path)
 
 
 def select_condition(data: recording.Recording, condition: str | None) -> recording.Recording:
@@ -311,117 +274,15 @@ def select_condition(data: recording.Recording, condition: str | None) -> record
 
 def build_model(config: ExperimentConfig, num_visible: int) -> model_lib.Model:
     """The encoder of ``config.kind`` and a network with ``num_visible`` recorded neurons."""
-    features = tuple(config.conv_features)
-    if config.kind == "retina":
-        encoder = encoders.RetinaEncoder(temporal_kernel=config.temporal_kernel, features=features)
-    else:
-        encoder = encoders.V1Encoder(features=features)
     net = network.NetworkConfig(
         num_visible=num_visible, num_hidden=config.num_hidden, num_delays=config.num_delays
     )
-    return model_lib.Model(encoder=encoder, network=net)
+    return model_lib.Model(encoder=kinds.of(config).encoder(config), network=net)
 
 
-def _single_movie(data: recording.Recording, split: str) -> str:
-    movies = [name for name, trials in data.splits.get(split, {}).items() if len(trials)]
-    if len(movies) != 1:
-        raise RunError(
-            f"split {split!r} must use exactly one movie for trial batches, got {movies}"
-        )
-    return movies[0]
-
-
-class _Batches:
-    """``batches(position)``: an iterator of training batches from ``position`` on."""
-
-    def __init__(self, config, data, model):
-        self.config, self.data, self.model = config, data, model
-        self.receptive_field = model.receptive_field
-
-    def __call__(self, position: int) -> Iterator[batching.Batch]:
-        config, data = self.config, self.data
-        common = dict(receptive_field=self.receptive_field, num_delays=config.num_delays)
-        if config.kind == "retina":
-            context = batching.first_usable_bin(self.receptive_field, config.num_delays)
-            clips = batching.ClipBatcher.from_recording(
-                data,
-                "train",
-                config.clip_bins,
-                context,
-                config.num_starts,
-                config.num_movies,
-                config.seed,
-                position,
-            )
-            for chosen in clips:
-                yield batching.make_clip_batch(data, chosen, clip_bins=config.clip_bins, **common)
-        else:
-            movie = _single_movie(data, "train")
-            trials = batching.TrialBatcher(
-                data.trials("train", movie), config.batch_size, config.seed, position
-            )
-            for chosen in trials:
-                yield batching.make_trial_batch(data, movie, chosen, **common)
-
-
-def heldout_batches(
-    data: recording.Recording, model: model_lib.Model, split: str
-) -> dict[str, batching.Batch]:
-    """Whole-movie batches (shared stimulus) of every movie with trials in ``split``."""
-    out = {}
-    for movie, trials in data.splits.get(split, {}).items():
-        if len(trials):
-            out[movie] = batching.make_trial_batch(
-                data,
-                movie,
-                trials,
-                receptive_field=model.receptive_field,
-                num_delays=model.network.num_delays,
-            )
-    return out
-
-
-def _concatenate(batches: Iterator[batching.Batch], num_trials: int) -> batching.Batch:
-    """The first batches of ``batches`` joined on the trial axis, at least ``num_trials``."""
-    chosen = []
-    while sum(len(b.spikes) for b in chosen) < num_trials:
-        chosen.append(next(batches))
-    return batching.Batch(*(np.concatenate(parts) for parts in zip(*chosen)))
-
-
-# Retina model selection uses this many batches of clips (one batch of 30 clips is a noisy
-# estimate of the validation loss), the warm start this many training batches.
-_RETINA_VALIDATION_BATCHES = 4
-_RETINA_WARM_START_BATCHES = 20
-
-
-def _validation_batch(config, data, model) -> batching.Batch | None:
-    """Validation trials for model selection: whole trials (V1) or fixed clips (retina)."""
-    if config.kind != "retina":
-        batches = heldout_batches(data, model, "validation")
-        return next(iter(batches.values()), None)
-    if not any(len(t) for t in data.splits.get("validation", {}).values()):
-        return None
-    context = batching.first_usable_bin(model.receptive_field, config.num_delays)
-    clips = batching.ClipBatcher.from_recording(
-        data,
-        "validation",
-        config.clip_bins,
-        context,
-        config.num_starts,
-        config.num_movies,
-        config.seed + 1,
-        0,
-    )
-    common = dict(
-        clip_bins=config.clip_bins,
-        receptive_field=model.receptive_field,
-        num_delays=config.num_delays,
-    )
-    return _concatenate(
-        (batching.make_clip_batch(data, chosen, **common) for chosen in clips),
-        _RETINA_VALIDATION_BATCHES * config.num_starts * config.num_movies,
-    )
+def training_batches(config: ExperimentConfig, data, model) -> Callable[[int], Iterator]:
+    """``batches(position)``: the kind's training batches from batch ``position`` on."""
+    return functools.partial(kinds.of(config).training_batches, config, data, model)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -719,16 +580,6 @@ def _init_biases(config, data, model, params, batches, key, log) -> model_lib.Mo
     return params
 
 
-def _warm_start_batch(config, data, model, batches) -> batching.Batch:
-    """The training data as one batch: every training trial (trial batches), or the clips of
-    the first 20 training batches (retina: 600 clips at K_m = 30, K_t = 1)."""
-    if config.kind != "retina":
-        return next(iter(heldout_batches(data, model, "train").values()))
-    return _concatenate(
-        batches(0), _RETINA_WARM_START_BATCHES * config.num_starts * config.num_movies
-    )
-
-
 def _init_temporal_filters(data, model, params, log) -> model_lib.ModelParams:
     """The retina encoder's temporal filters from the training data's spike-triggered
     averages (``initialise.temporal_filters_from_sta``)."""
@@ -752,9 +603,9 @@ def _init_temporal_filters(data, model, params, log) -> model_lib.ModelParams:
     return params._replace(encoder=variables)
 
 
-def _warm_start(config, data, model, params, batches, log) -> model_lib.ModelParams:
+def _warm_start(config, data, model, params, log) -> model_lib.ModelParams:
     started = time.perf_counter()
-    batch = _warm_start_batch(config, data, model, batches)
+    batch = kinds.of(config).warm_start_batch(config, data, model)
     before = float(
         warm_start.clamped_nll(
             params.network,
@@ -885,14 +736,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         free_from_zeros=config.free_from_zeros,
         **objective_options(config),
     )
-    if config.kind != "retina":
-        movie = _single_movie(data, "train")
-        if config.batch_size > len(data.trials("train", movie)):
-            raise RunError(
-                f"--batch_size={config.batch_size}: larger than the "
-                f"{len(data.trials('train', movie))} training trials of movie {movie!r}"
-            )
-    batches = _Batches(config, data, model)
+    kinds.of(config).check(config, data)
+    batches = training_batches(config, data, model)
     first = next(batches(0))
     init_key, eval_key = jax.random.split(jax.random.key(config.seed))
     stimulus_shape = first.stimulus.shape[-3:]
@@ -903,7 +748,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     if config.init_biases:
         params = _init_biases(config, data, model, params, batches, init_key, log)
     if config.warm_start_iterations and not config.num_hidden:
-        params = _warm_start(config, data, model, params, batches, log)
+        params = _warm_start(config, data, model, params, log)
     mesh = training_mesh(config)
     train_config = train.TrainConfig(
         num_steps=config.num_steps,
@@ -938,7 +783,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         batches=batches,
         config=train_config,
         workdir=config.workdir,
-        validation=_validation_batch(config, data, model),
+        validation=kinds.of(config).validation_batch(config, data, model),
         resume=config.resume,
         log=log,
         mesh=mesh,

@@ -177,7 +177,7 @@ def _fit(config: StudyConfig, name: str, log, **kwargs) -> dict:
 def _restore_best(run: experiment.ExperimentConfig, data) -> tuple:
     """The best (else latest) parameters of a finished run, and its model."""
     model = experiment.build_model(run, data.num_neurons)
-    first = next(experiment._Batches(run, data, model)(0))
+    first = next(experiment.training_batches(run, data, model)(0))
     params = model_lib.init_model(jax.random.key(0), model, first.stimulus.shape[-3:])
     optimizer = train.make_optimizer(train.TrainConfig())
     template = train.init_train_state(params, optimizer)
@@ -301,7 +301,7 @@ def run_study(config: StudyConfig, log=print) -> dict:
         results["parts"]["hidden"] = rows
     if "retina" in config.parts:
         path = _retina_data(config, log)
-        data = experiment.select_condition(experiment._load(path), None)
+        data = experiment.select_condition(experiment.read_recording(path), None)
         rows = {}
         for loss, (clip, until, starts, movies) in (
             ("mle", (75, None, 8, 4)),

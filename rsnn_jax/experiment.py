@@ -715,42 +715,9 @@ def _write_json(workdir: str, name: str, values: dict) -> None:
             json.dump(values, f, indent=2)
 
 
-def run_experiment(config: ExperimentConfig, log=print) -> dict:
-    """Runs one experiment and returns its report (also written to ``report.json``).
-
-    Raises:
-      WorkdirInUse: see ``_claim_workdir``; nothing in the workdir is changed then.
-    """
-    started = time.perf_counter()
-    _claim_workdir(config)
-    parallel.barrier("workdir claimed")  # before process 0 writes into it
-    data = select_condition(load_data(config, log), config.condition)
-    model = build_model(config, data.num_neurons)
-    objective = losses.make_objective(
-        config.loss,
-        num_visible=model.network.num_visible,
-        num_hidden=model.network.num_hidden,
-        weights=dict(config.weights) or None,
-        clamp_until=config.clamp_until,
-        seed=config.seed,
-        free_from_zeros=config.free_from_zeros,
-        **objective_options(config),
-    )
-    kinds.of(config).check(config, data)
-    batches = training_batches(config, data, model)
-    first = next(batches(0))
-    init_key, eval_key = jax.random.split(jax.random.key(config.seed))
-    stimulus_shape = first.stimulus.shape[-3:]
-    untrained = model_lib.init_model(init_key, model, stimulus_shape)
-    params = untrained
-    if config.init_temporal_filters:
-        params = _init_temporal_filters(data, model, params, log)
-    if config.init_biases:
-        params = _init_biases(config, data, model, params, batches, init_key, log)
-    if config.warm_start_iterations and not config.num_hidden:
-        params = _warm_start(config, data, model, params, log)
-    mesh = training_mesh(config)
-    train_config = train.TrainConfig(
+def train_config(config: ExperimentConfig) -> train.TrainConfig:
+    """The optimisation settings of ``config``."""
+    return train.TrainConfig(
         num_steps=config.num_steps,
         learning_rate=config.learning_rate,
         schedule=config.schedule,
@@ -767,6 +734,53 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         learning_rate_scales=tuple(tuple(x) for x in config.learning_rate_scales),
         adam_epsilon=config.adam_epsilon,
     )
+
+
+def _objective(config: ExperimentConfig, model: model_lib.Model) -> losses.Objective:
+    return losses.make_objective(
+        config.loss,
+        num_visible=model.network.num_visible,
+        num_hidden=model.network.num_hidden,
+        weights=dict(config.weights) or None,
+        clamp_until=config.clamp_until,
+        seed=config.seed,
+        free_from_zeros=config.free_from_zeros,
+        **objective_options(config),
+    )
+
+
+def _start(config, data, model, batches, key, log) -> tuple:
+    """(untrained, started) parameters: the random initialisation, then the data-informed
+    start (temporal filters, biases from rates, warm start of the readout)."""
+    stimulus_shape = next(batches(0)).stimulus.shape[-3:]
+    untrained = model_lib.init_model(key, model, stimulus_shape)
+    params = untrained
+    if config.init_temporal_filters:
+        params = _init_temporal_filters(data, model, params, log)
+    if config.init_biases:
+        params = _init_biases(config, data, model, params, batches, key, log)
+    if config.warm_start_iterations and not config.num_hidden:
+        params = _warm_start(config, data, model, params, log)
+    return untrained, params
+
+
+def run_experiment(config: ExperimentConfig, log=print) -> dict:
+    """Runs one experiment and returns its report (also written to ``report.json``).
+
+    Raises:
+      WorkdirInUse: see ``_claim_workdir``; nothing in the workdir is changed then.
+    """
+    started = time.perf_counter()
+    _claim_workdir(config)
+    parallel.barrier("workdir claimed")  # before process 0 writes into it
+    data = select_condition(load_data(config, log), config.condition)
+    model = build_model(config, data.num_neurons)
+    objective = _objective(config, model)
+    kinds.of(config).check(config, data)
+    batches = training_batches(config, data, model)
+    init_key, eval_key = jax.random.split(jax.random.key(config.seed))
+    untrained, params = _start(config, data, model, batches, init_key, log)
+    mesh = training_mesh(config)
     # Written once training starts: a run that fails before (bad data) leaves no trace.
     _write_json(config.workdir, "config.json", dataclasses.asdict(config))
     log(
@@ -781,7 +795,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         params=params,
         objective=objective,
         batches=batches,
-        config=train_config,
+        config=train_config(config),
         workdir=config.workdir,
         validation=kinds.of(config).validation_batch(config, data, model),
         resume=config.resume,
@@ -790,26 +804,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     )
     if mesh is not None:  # replicated device arrays to host arrays: evaluated locally
         result = dataclasses.replace(result, best_params=jax.device_get(result.best_params))
-    test = heldout_batches(data, model, "test")
-    if not test:
-        raise ValueError("the recording has no test trials: its 'test' split is empty")
-    smoothing = max(1, int(round(config.psth_smoothing_ms / (1e3 * data.bin_width_s))))
-
-    def evaluate_all(eval_params, eval_model):
-        batches = test if eval_model is model else heldout_batches(data, eval_model, "test")
-        return {
-            movie: evaluate(eval_params, eval_model, batch, eval_key, config.eval_trials, smoothing)
-            for movie, batch in batches.items()
-        }
-
-    log(
-        f"held-out evaluation on the test trials of {', '.join(test)}: the model of step "
-        f"{result.best_step}, the untrained and started models"
-        + (" and the ground-truth target" if data.target is not None else "")
-    )
-    best_eval = evaluate_all(result.best_params, model)
-    untrained_eval = evaluate_all(untrained, model)
-    start_eval = evaluate_all(params, model) if params is not untrained else untrained_eval
+    models = {"best": result.best_params, "untrained": untrained, "start": params}
     report = {
         "kind": config.kind,
         "loss": config.loss,
@@ -820,6 +815,40 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         "stopped_early": result.stopped_early,
         "convergence": result.convergence,
         "train_seconds": result.seconds,
+        **_heldout_report(config, data, model, result, models, eval_key, log),
+    }
+    report["wall_seconds"] = time.perf_counter() - started
+    _write_json(config.workdir, "report.json", report)
+    _log_report(report, log)
+    log(f"report: {os.path.join(config.workdir, 'report.json')}")
+    return report
+
+
+def _heldout_report(config, data, model, result, models, key, log) -> dict:
+    """The held-out part of the report (test metrics of the best, untrained and started
+    models and of the target, connectivity R²) and its figures (written by process 0)."""
+    test = heldout_batches(data, model, "test")
+    if not test:
+        raise ValueError("the recording has no test trials: its 'test' split is empty")
+    smoothing = max(1, int(round(config.psth_smoothing_ms / (1e3 * data.bin_width_s))))
+
+    def evaluate_all(eval_params, eval_model):
+        batches = test if eval_model is model else heldout_batches(data, eval_model, "test")
+        return {
+            movie: evaluate(eval_params, eval_model, batch, key, config.eval_trials, smoothing)
+            for movie, batch in batches.items()
+        }
+
+    log(
+        f"held-out evaluation on the test trials of {', '.join(test)}: the model of step "
+        f"{result.best_step}, the untrained and started models"
+        + (" and the ground-truth target" if data.target is not None else "")
+    )
+    best_eval = evaluate_all(models["best"], model)
+    untrained_eval = evaluate_all(models["untrained"], model)
+    started = models["start"] is not models["untrained"]
+    start_eval = evaluate_all(models["start"], model) if started else untrained_eval
+    report = {
         "test": {movie: values.report() for movie, values in best_eval.items()},
         "untrained_test": {movie: values.report() for movie, values in untrained_eval.items()},
         # After the data-informed start (biases, warm start), before the stochastic phase.
@@ -836,26 +865,30 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         # estimate, biased low: a lower estimate of the ceiling (``evaluate``).
         target_eval = evaluate_all(data.target.params, data.target.model)
         report["target_test"] = {m: v.report() for m, v in target_eval.items()}
-        conn = _connectivity(result.best_params, model, data.target)
+        conn = _connectivity(models["best"], model, data.target)
         report["connectivity_r2"] = conn["connectivity_r2"]
-        report["untrained_connectivity_r2"] = _connectivity(untrained, model, data.target)[
-            "connectivity_r2"
-        ]
-        nv = model.network.num_visible
+        untrained_conn = _connectivity(models["untrained"], model, data.target)
+        report["untrained_connectivity_r2"] = untrained_conn["connectivity_r2"]
         if main:
-            figures.append(
-                plots.matrix_comparison(
-                    conn["_target"].sum(0)[:nv, :nv],
-                    conn["_fitted"].sum(0)[:nv, :nv],
-                    os.path.join(figdir, "connectivity.png"),
-                    "recurrent weights (sum over delays)",
-                    conn["connectivity_r2"],
-                    reference="target",
-                )
-            )
+            figures.append(_connectivity_figure(conn, model.network.num_visible, figdir))
     report["figures"] = [os.path.relpath(p, config.workdir) for p in figures]
-    report["wall_seconds"] = time.perf_counter() - started
-    _write_json(config.workdir, "report.json", report)
+    return report
+
+
+def _connectivity_figure(conn: dict, num_visible: int, figdir: str) -> str:
+    nv = num_visible
+    return plots.matrix_comparison(
+        conn["_target"].sum(0)[:nv, :nv],
+        conn["_fitted"].sum(0)[:nv, :nv],
+        os.path.join(figdir, "connectivity.png"),
+        "recurrent weights (sum over delays)",
+        conn["connectivity_r2"],
+        reference="target",
+    )
+
+
+def _log_report(report: dict, log) -> None:
+    """The report's held-out numbers as lines, each beside its references."""
     for movie, values in report["test"].items():
         before, start = report["untrained_test"][movie], report["start_test"][movie]
         log(
@@ -873,25 +906,26 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
             f"({_bits_per_spike_text(before)})"
         )
         if "target_test" in report:
-            truth = report["target_test"][movie]
-            log(
-                f"  ground-truth target on the same trials: PSTH corr "
-                f"{truth['psth_correlation']:.3f} (smoothed "
-                f"{truth['psth_correlation_smoothed']:.3f}), NC R² {truth['nc_r2']:.3f}, "
-                f"bits/spike {_bits_per_spike_text(truth)}"
-            )
-            if (
-                truth.get("likelihood_estimator") == "smc"
-                and truth["bits_per_spike"] < values["bits_per_spike"]
-            ):
-                log(
-                    "  the target's bits/spike is below the fit's: its SMC estimate is biased "
-                    "low (too few particles for its hidden neurons), so it is no ceiling here"
-                )
+            _log_target(report["target_test"][movie], values, log)
     if "connectivity_r2" in report:
         log(
             f"connectivity R² {report['connectivity_r2']:.3f} "
             f"(untrained {report['untrained_connectivity_r2']:.3f})"
         )
-    log(f"report: {os.path.join(config.workdir, 'report.json')}")
-    return report
+
+
+def _log_target(truth: dict, values: dict, log) -> None:
+    log(
+        f"  ground-truth target on the same trials: PSTH corr "
+        f"{truth['psth_correlation']:.3f} (smoothed "
+        f"{truth['psth_correlation_smoothed']:.3f}), NC R² {truth['nc_r2']:.3f}, "
+        f"bits/spike {_bits_per_spike_text(truth)}"
+    )
+    if (
+        truth.get("likelihood_estimator") == "smc"
+        and truth["bits_per_spike"] < values["bits_per_spike"]
+    ):
+        log(
+            "  the target's bits/spike is below the fit's: its SMC estimate is biased "
+            "low (too few particles for its hidden neurons), so it is no ceiling here"
+        )

@@ -230,135 +230,148 @@ def _test_metric(report: dict, name: str) -> float:
     return float(np.mean([values[name] for values in report["test"].values()]))
 
 
-def run_study(config: StudyConfig, log=print) -> dict:
-    """Runs the study's parts and writes ``config.results``; returns all numbers."""
-    started = time.perf_counter()
-    os.makedirs(config.workdir, exist_ok=True)
-    results: dict = {"config": dataclasses.asdict(config), "parts": {}}
-    common = dict(
+def _common(config: StudyConfig) -> dict:
+    """Settings every V1-like fit of the study shares."""
+    return dict(
         kind="v1",
         num_steps=config.steps,
         eval_every=50,
         checkpoint_every=50,
         batch_size=config.batch_size,
     )
-    if "v1" in config.parts:
-        path = _v1_data(config, 0, log)
-        rows = {}
-        for loss in ("mle", "mle_psth", "mle_psth_nc", "mle_psth_nc_mse"):
-            reports = [
-                _fit(config, f"v1_{loss}_s{seed}", log, data=path, loss=loss, seed=seed, **common)
-                for seed in config.seeds
-            ]
-            rows[loss] = {
-                name: [_test_metric(r, name) for r in reports]
-                for name in (
-                    "psth_correlation",
-                    "nc_r2",
-                    "nc_r2_offset_invariant",
-                    "bits_per_spike",
-                )
-            }
-            rows[loss]["ceiling"] = {
-                name: _test_metric({"test": reports[0]["target_test"]}, name)
-                for name in ("psth_correlation", "nc_r2", "bits_per_spike")
-            }
-            log(
-                f"v1 {loss}: "
-                + ", ".join(f"{k} {_summary(v)}" for k, v in rows[loss].items() if k != "ceiling")
+
+
+def _v1_part(config: StudyConfig, log) -> dict:
+    """Fig. 3 / Table S2: each objective on the V1-like target without hidden neurons."""
+    path = _v1_data(config, 0, log)
+    rows = {}
+    for loss in ("mle", "mle_psth", "mle_psth_nc", "mle_psth_nc_mse"):
+        reports = [
+            _fit(
+                config,
+                f"v1_{loss}_s{seed}",
+                log,
+                data=path,
+                loss=loss,
+                seed=seed,
+                **_common(config),
             )
-        results["parts"]["v1"] = rows
-    if "hidden" in config.parts:
-        path = _v1_data(config, config.target_hidden, log)
-        rows = {}
-        for hidden in config.hidden_sizes:
-            method = "elbo_sm_h_psth_nc_mse" if hidden else "mle_psth_nc_mse"
-            for loss in ("mle", method):
-                reports = [
-                    _fit(
-                        config,
-                        f"hidden_{hidden}_{loss}_s{seed}",
-                        log,
-                        data=path,
-                        loss=loss,
-                        num_hidden=hidden,
-                        seed=seed,
-                        **dict(common, kind="synthetic"),
-                    )
-                    for seed in config.seeds
-                ]
-                rows[f"{hidden}/{loss}"] = {
-                    "hidden": hidden,
-                    "loss": loss,
-                    "nc_r2": [_test_metric(r, "nc_r2") for r in reports],
-                    "connectivity_r2": [r["connectivity_r2"] for r in reports],
-                    "psth_correlation": [_test_metric(r, "psth_correlation") for r in reports],
-                }
-                log(
-                    f"hidden {hidden} {loss}: NC R² {_summary(rows[f'{hidden}/{loss}']['nc_r2'])}, "
-                    f"connectivity R² {_summary(rows[f'{hidden}/{loss}']['connectivity_r2'])}"
-                )
-        results["parts"]["hidden"] = rows
-    if "retina" in config.parts:
-        path = _retina_data(config, log)
-        data = experiment.select_condition(experiment.read_recording(path), None)
-        rows = {}
-        for loss, (clip, until, starts, movies) in (
-            ("mle", (75, None, 8, 4)),
-            ("mle_single_trial_nc", (80, 75, 30, 1)),
-        ):
-            reports, curves = [], []
-            for seed in config.seeds:
-                kwargs = dict(
-                    kind="retina",
+            for seed in config.seeds
+        ]
+        names = ("psth_correlation", "nc_r2", "nc_r2_offset_invariant", "bits_per_spike")
+        rows[loss] = {name: [_test_metric(r, name) for r in reports] for name in names}
+        rows[loss]["ceiling"] = {
+            name: _test_metric({"test": reports[0]["target_test"]}, name)
+            for name in ("psth_correlation", "nc_r2", "bits_per_spike")
+        }
+        log(
+            f"v1 {loss}: "
+            + ", ".join(f"{k} {_summary(v)}" for k, v in rows[loss].items() if k != "ceiling")
+        )
+    return rows
+
+
+def _hidden_part(config: StudyConfig, log) -> dict:
+    """Table S4: fits with 0, few and many hidden neurons on a target with hidden neurons."""
+    path = _v1_data(config, config.target_hidden, log)
+    rows = {}
+    for hidden in config.hidden_sizes:
+        method = "elbo_sm_h_psth_nc_mse" if hidden else "mle_psth_nc_mse"
+        for loss in ("mle", method):
+            reports = [
+                _fit(
+                    config,
+                    f"hidden_{hidden}_{loss}_s{seed}",
+                    log,
                     data=path,
                     loss=loss,
+                    num_hidden=hidden,
                     seed=seed,
-                    num_steps=config.retina_steps,
-                    eval_every=50,
-                    checkpoint_every=50,
-                    num_delays=24,
-                    clip_bins=clip,
-                    clamp_until=until,
-                    num_starts=starts,
-                    num_movies=movies,
-                    temporal_kernel=config.temporal_kernel,
+                    **dict(_common(config), kind="synthetic"),
                 )
-                reports.append(_fit(config, f"retina_{loss}_s{seed}", log, **kwargs))
-                run = experiment.ExperimentConfig(
-                    workdir=os.path.join(config.workdir, "runs", f"retina_{loss}_s{seed}"),
-                    conv_features=tuple(config.conv_features),
-                    **kwargs,
-                )
-                curves.append(multistep(run, data, config.multistep_steps, jax.random.key(seed)))
-            rows[loss] = {
-                name: [_test_metric(r, name) for r in reports]
-                for name in (
-                    "psth_correlation",
-                    "psth_correlation_smoothed",
-                    "nc_r2",
-                    "nc_r2_offset_invariant",
-                    "bits_per_spike",
-                )
-            }
-            movie = next(iter(curves[0]))
-            rows[loss]["multistep_model_bits"] = np.mean(
-                [c[movie]["model_bits"] for c in curves], axis=0
-            ).tolist()
-            rows[loss]["multistep_baseline_bits"] = curves[0][movie]["baseline_bits"]
-            rows[loss]["ceiling"] = {
-                name: _test_metric({"test": reports[0]["target_test"]}, name)
-                for name in ("psth_correlation", "psth_correlation_smoothed", "nc_r2")
+                for seed in config.seeds
+            ]
+            row = rows[f"{hidden}/{loss}"] = {
+                "hidden": hidden,
+                "loss": loss,
+                "nc_r2": [_test_metric(r, "nc_r2") for r in reports],
+                "connectivity_r2": [r["connectivity_r2"] for r in reports],
+                "psth_correlation": [_test_metric(r, "psth_correlation") for r in reports],
             }
             log(
-                f"retina {loss}: "
-                + ", ".join(
-                    f"{k} {_summary(v)}"
-                    for k, v in rows[loss].items()
-                    if not k.startswith(("multistep", "ceiling"))
-                )
+                f"hidden {hidden} {loss}: NC R² {_summary(row['nc_r2'])}, "
+                f"connectivity R² {_summary(row['connectivity_r2'])}"
             )
-        results["parts"]["retina"] = rows
+    return rows
+
+
+# Retina objectives with their clips (T, T_gt, K_m, K_t), Table S5.
+_RETINA_FITS = (("mle", (75, None, 8, 4)), ("mle_single_trial_nc", (80, 75, 30, 1)))
+
+
+def _retina_part(config: StudyConfig, log) -> dict:
+    """Table S6 / Fig. S3: MLE against the single-trial objective on retina-like data."""
+    path = _retina_data(config, log)
+    data = experiment.select_condition(experiment.read_recording(path), None)
+    rows = {}
+    for loss, (clip, until, starts, movies) in _RETINA_FITS:
+        reports, curves = [], []
+        for seed in config.seeds:
+            kwargs = dict(
+                kind="retina",
+                data=path,
+                loss=loss,
+                seed=seed,
+                num_steps=config.retina_steps,
+                eval_every=50,
+                checkpoint_every=50,
+                num_delays=24,
+                clip_bins=clip,
+                clamp_until=until,
+                num_starts=starts,
+                num_movies=movies,
+                temporal_kernel=config.temporal_kernel,
+            )
+            reports.append(_fit(config, f"retina_{loss}_s{seed}", log, **kwargs))
+            run = experiment.ExperimentConfig(
+                workdir=os.path.join(config.workdir, "runs", f"retina_{loss}_s{seed}"),
+                conv_features=tuple(config.conv_features),
+                **kwargs,
+            )
+            curves.append(multistep(run, data, config.multistep_steps, jax.random.key(seed)))
+        names = (
+            "psth_correlation",
+            "psth_correlation_smoothed",
+            "nc_r2",
+            "nc_r2_offset_invariant",
+            "bits_per_spike",
+        )
+        rows[loss] = {name: [_test_metric(r, name) for r in reports] for name in names}
+        movie = next(iter(curves[0]))
+        rows[loss]["multistep_model_bits"] = np.mean(
+            [c[movie]["model_bits"] for c in curves], axis=0
+        ).tolist()
+        rows[loss]["multistep_baseline_bits"] = curves[0][movie]["baseline_bits"]
+        rows[loss]["ceiling"] = {
+            name: _test_metric({"test": reports[0]["target_test"]}, name)
+            for name in ("psth_correlation", "psth_correlation_smoothed", "nc_r2")
+        }
+        shown = (k for k in rows[loss] if not k.startswith(("multistep", "ceiling")))
+        log(f"retina {loss}: " + ", ".join(f"{k} {_summary(rows[loss][k])}" for k in shown))
+    return rows
+
+
+_PARTS = {"v1": _v1_part, "hidden": _hidden_part, "retina": _retina_part}
+
+
+def run_study(config: StudyConfig, log=print) -> dict:
+    """Runs the study's parts and writes ``config.results``; returns all numbers."""
+    started = time.perf_counter()
+    os.makedirs(config.workdir, exist_ok=True)
+    results: dict = {"config": dataclasses.asdict(config), "parts": {}}
+    for name, part in _PARTS.items():
+        if name in config.parts:
+            results["parts"][name] = part(config, log)
     results["wall_seconds"] = time.perf_counter() - started
     results["machine"] = machine_description()
     if not parallel.is_main_process():  # process 0 writes for a multi-process job
@@ -449,88 +462,98 @@ def format_results(results: dict, figures: dict[str, str] | None = None) -> str:
         "",
     ]
     parts = results["parts"]
-    if "v1" in parts:
-        rows = parts["v1"]
-        lines += [
-            "## 1. V1-like target without hidden neurons (main text, Figure 3)",
-            "",
-            f"{config['num_visible']} neurons, {config['num_frames']} frames of 40 ms, "
-            f"{config['num_trials']} trials (2/3 train, 1/4 test), CNN filters "
-            f"{tuple(config['conv_features'])}, {config['steps']} steps.",
-            "",
-            "| objective | PSTH corr | NC R² | NC R² (offset-inv.) | bits/spike |",
-            "|---|---|---|---|---|",
-        ]
-        for loss, row in rows.items():
-            lines.append(
-                f"| {loss} | {_summary(row['psth_correlation'])} | {_summary(row['nc_r2'])} | "
-                f"{_summary(row['nc_r2_offset_invariant'])} | {_summary(row['bits_per_spike'])} |"
-            )
-        ceiling = next(iter(rows.values()))["ceiling"]
-        lines += [
-            f"| target (ceiling) | {ceiling['psth_correlation']:.3f} | {ceiling['nc_r2']:.3f} "
-            f"| | {ceiling['bits_per_spike']:.3f} |",
-            "",
-        ] + figure("v1")
-    if "hidden" in parts:
-        rows = parts["hidden"]
-        lines += [
-            "## 2. V1-like target with hidden neurons (Table S4)",
-            "",
-            f"Target: {config['num_visible']} visible + {config['target_hidden']} hidden "
-            "neurons. Connectivity R²: visible block, weights summed over delays, pairs i ≠ j "
-            "(`metrics.connectivity_r2`).",
-            "",
-            "| hidden (fit) | objective | NC R² | connectivity R² | paper NC R² / conn. R² |",
-            "|---|---|---|---|---|",
-        ]
-        for row in rows.values():
-            paper = PAPER_TABLE_S4.get(row["hidden"])
-            quoted = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper and row["loss"] != "mle" else "—"
-            lines.append(
-                f"| {row['hidden']} | {row['loss']} | {_summary(row['nc_r2'])} | "
-                f"{_summary(row['connectivity_r2'])} | {quoted} |"
-            )
-        lines += [""] + figure("hidden")
-    if "retina" in parts:
-        rows = parts["retina"]
-        lines += [
-            "## 3. Retina-like target (Table S6, Figure S3)",
-            "",
-            f"25 cells, 1.667 ms bins, checkerboard; {config['retina_steps']} steps; Table S5 "
-            "clip settings. PSTH correlation raw (1.667 ms bins) and smoothed (20 ms boxcar).",
-            "",
-            "| objective | PSTH corr | PSTH corr (smoothed) | NC R² "
-            "| NC R² (offset-inv., Table S6) | bits/spike | paper PSTH / NC (checkerboard) |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for loss, row in rows.items():
-            paper = PAPER_TABLE_S6.get(("checkerboard", loss))
-            lines.append(
-                f"| {loss} | {_summary(row['psth_correlation'])} | "
-                f"{_summary(row['psth_correlation_smoothed'])} | {_summary(row['nc_r2'])} | "
-                f"{_summary(row['nc_r2_offset_invariant'])} | {_summary(row['bits_per_spike'])} "
-                f"| {paper[0]:.2f} / {paper[1]:.2f} |"
-            )
-        ceiling = next(iter(rows.values()))["ceiling"]
-        lines += [
-            f"| target (ceiling) | {ceiling['psth_correlation']:.3f} | "
-            f"{ceiling['psth_correlation_smoothed']:.3f} | {ceiling['nc_r2']:.3f} | | | |",
-            "",
-            "Multi-step log-likelihood log P(z_{t+Δt} | z_{≤t}) in bits per bin per neuron "
-            "(mean over seeds, trials and clamp times), against the PSTH-only baseline:",
-            "",
-            "| Δt (bins) | " + " | ".join(rows) + " | PSTH baseline |",
-            "|---|" + "---|" * (len(rows) + 1),
-        ]
-        baseline = next(iter(rows.values()))["multistep_baseline_bits"]
-        for i in range(len(baseline)):
-            if i < 5 or (i + 1) % 5 == 0:
-                cells = " | ".join(f"{row['multistep_model_bits'][i]:.4f}" for row in rows.values())
-                lines.append(f"| {i + 1} | {cells} | {baseline[i]:.4f} |")
-        lines += [""] + figure("retina")
+    sections = {"v1": _v1_section, "hidden": _hidden_section, "retina": _retina_section}
+    for name, section in sections.items():
+        if name in parts:
+            lines += section(config, parts[name], figure)
     lines += _findings(results)
     return "\n".join(lines) + "\n"
+
+
+def _v1_section(config: dict, rows: dict, figure) -> list[str]:
+    lines = [
+        "## 1. V1-like target without hidden neurons (main text, Figure 3)",
+        "",
+        f"{config['num_visible']} neurons, {config['num_frames']} frames of 40 ms, "
+        f"{config['num_trials']} trials (2/3 train, 1/4 test), CNN filters "
+        f"{tuple(config['conv_features'])}, {config['steps']} steps.",
+        "",
+        "| objective | PSTH corr | NC R² | NC R² (offset-inv.) | bits/spike |",
+        "|---|---|---|---|---|",
+    ]
+    for loss, row in rows.items():
+        lines.append(
+            f"| {loss} | {_summary(row['psth_correlation'])} | {_summary(row['nc_r2'])} | "
+            f"{_summary(row['nc_r2_offset_invariant'])} | {_summary(row['bits_per_spike'])} |"
+        )
+    ceiling = next(iter(rows.values()))["ceiling"]
+    lines += [
+        f"| target (ceiling) | {ceiling['psth_correlation']:.3f} | {ceiling['nc_r2']:.3f} "
+        f"| | {ceiling['bits_per_spike']:.3f} |",
+        "",
+    ] + figure("v1")
+    return lines
+
+
+def _hidden_section(config: dict, rows: dict, figure) -> list[str]:
+    lines = [
+        "## 2. V1-like target with hidden neurons (Table S4)",
+        "",
+        f"Target: {config['num_visible']} visible + {config['target_hidden']} hidden "
+        "neurons. Connectivity R²: visible block, weights summed over delays, pairs i ≠ j "
+        "(`metrics.connectivity_r2`).",
+        "",
+        "| hidden (fit) | objective | NC R² | connectivity R² | paper NC R² / conn. R² |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows.values():
+        paper = PAPER_TABLE_S4.get(row["hidden"])
+        quoted = f"{paper[0]:.2f} / {paper[1]:.2f}" if paper and row["loss"] != "mle" else "—"
+        lines.append(
+            f"| {row['hidden']} | {row['loss']} | {_summary(row['nc_r2'])} | "
+            f"{_summary(row['connectivity_r2'])} | {quoted} |"
+        )
+    lines += [""] + figure("hidden")
+    return lines
+
+
+def _retina_section(config: dict, rows: dict, figure) -> list[str]:
+    lines = [
+        "## 3. Retina-like target (Table S6, Figure S3)",
+        "",
+        f"25 cells, 1.667 ms bins, checkerboard; {config['retina_steps']} steps; Table S5 "
+        "clip settings. PSTH correlation raw (1.667 ms bins) and smoothed (20 ms boxcar).",
+        "",
+        "| objective | PSTH corr | PSTH corr (smoothed) | NC R² "
+        "| NC R² (offset-inv., Table S6) | bits/spike | paper PSTH / NC (checkerboard) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for loss, row in rows.items():
+        paper = PAPER_TABLE_S6.get(("checkerboard", loss))
+        lines.append(
+            f"| {loss} | {_summary(row['psth_correlation'])} | "
+            f"{_summary(row['psth_correlation_smoothed'])} | {_summary(row['nc_r2'])} | "
+            f"{_summary(row['nc_r2_offset_invariant'])} | {_summary(row['bits_per_spike'])} "
+            f"| {paper[0]:.2f} / {paper[1]:.2f} |"
+        )
+    ceiling = next(iter(rows.values()))["ceiling"]
+    lines += [
+        f"| target (ceiling) | {ceiling['psth_correlation']:.3f} | "
+        f"{ceiling['psth_correlation_smoothed']:.3f} | {ceiling['nc_r2']:.3f} | | | |",
+        "",
+        "Multi-step log-likelihood log P(z_{t+Δt} | z_{≤t}) in bits per bin per neuron "
+        "(mean over seeds, trials and clamp times), against the PSTH-only baseline:",
+        "",
+        "| Δt (bins) | " + " | ".join(rows) + " | PSTH baseline |",
+        "|---|" + "---|" * (len(rows) + 1),
+    ]
+    baseline = next(iter(rows.values()))["multistep_baseline_bits"]
+    for i in range(len(baseline)):
+        if i < 5 or (i + 1) % 5 == 0:
+            cells = " | ".join(f"{row['multistep_model_bits'][i]:.4f}" for row in rows.values())
+            lines.append(f"| {i + 1} | {cells} | {baseline[i]:.4f} |")
+    lines += [""] + figure("retina")
+    return lines
 
 
 def _mean(values) -> float:

@@ -105,17 +105,19 @@ def heldout_curve(workdir: str) -> list[dict]:
             f"{workdir}: no checkpoints/step_*.msgpack (train with --keep_checkpoints)"
         )
     config = workdirs.load_config(workdir)
-    data = experiment.select_condition(experiment.load_data(config), config.condition)
+    data = experiment.select_condition(experiment.load_data(config), config.data.condition)
     model = experiment.build_model(config, data.num_neurons)
     test = experiment.heldout_batches(data, model, "test")
     movie, batch = next(iter(test.items()))
-    smoothing = max(1, round(config.psth_smoothing_ms / (1e3 * data.bin_width_s)))
+    smoothing = max(1, round(config.evaluation.psth_smoothing_ms / (1e3 * data.bin_width_s)))
     # The report's evaluation key, so the last row equals report.json for the same model.
-    eval_key = jax.random.split(jax.random.key(config.seed))[1]
+    eval_key = jax.random.split(jax.random.key(config.train.seed))[1]
     rows = []
     for path in paths:
         params = workdirs.load_params(path, model, batch)
-        values = experiment.evaluate(params, model, batch, eval_key, config.eval_trials, smoothing)
+        values = experiment.evaluate(
+            params, model, batch, eval_key, config.evaluation.num_trials, smoothing
+        )
         step = int(os.path.basename(path)[len("step_") : -len(".msgpack")])
         rows.append({"step": step, **{m: float(getattr(values, m)) for m in _METRICS}})
         print(

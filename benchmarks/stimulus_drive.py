@@ -54,7 +54,7 @@ def median_correlation(a: np.ndarray, b: np.ndarray) -> float:
 def run_rows(workdir: str) -> list[str]:
     """One line per checkpoint: drive correlation with the target and the drives' std."""
     config = workdirs.load_config(workdir)
-    data = experiment.select_condition(experiment.load_data(config), config.condition)
+    data = experiment.select_condition(experiment.load_data(config), config.data.condition)
     if data.target is None:
         raise ValueError(f"{workdir}: its data have no ground-truth target")
     model = experiment.build_model(config, data.num_neurons)
@@ -77,7 +77,7 @@ def linear_predictability(cache_dir: str | None, bins: int = 60_000, ridge: floa
     """Test-movie correlation of a ridge regression of the retina-like target's drive on the
     temporally filtered pixels (see the module docstring)."""
     kwargs = {} if cache_dir is None else {"cache_dir": os.path.expanduser(cache_dir)}
-    config = experiment.ExperimentConfig(kind="retina", workdir="unused", **kwargs)
+    config = experiment.ExperimentConfig.build("retina", "unused", **kwargs)
     data = experiment.select_condition(experiment.load_data(config), "checkerboard")
     target = data.target
     taps = np.asarray(target.params.encoder["params"]["temporal"]["kernel"])[:, 0, :]

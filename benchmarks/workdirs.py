@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -14,16 +13,9 @@ from rsnn_jax import model as model_lib
 
 
 def load_config(workdir: str) -> experiment.ExperimentConfig:
-    """The ``ExperimentConfig`` of a run's ``config.json``."""
+    """The ``ExperimentConfig`` of a run's ``config.json`` (nested, or flat from before)."""
     with open(os.path.join(workdir, "config.json")) as f:
-        values = json.load(f)
-    names = {field.name for field in dataclasses.fields(experiment.ExperimentConfig)}
-    values = {k: v for k, v in values.items() if k in names}
-    values["weights"] = tuple(tuple(pair) for pair in values.get("weights", ()))
-    values["conv_features"] = tuple(values["conv_features"])
-    scales = values.get("learning_rate_scales", ())
-    values["learning_rate_scales"] = tuple(tuple(pair) for pair in scales)
-    return experiment.ExperimentConfig(**values)
+        return experiment.ExperimentConfig.from_dict(json.load(f))
 
 
 def load_params(path: str, model: model_lib.Model, batch) -> model_lib.ModelParams:

@@ -135,11 +135,18 @@ def define_flags(**defaults) -> None:
         d["patience"],
         "Early stop after this many evaluations without validation improvement (0: never).",
     )
+    flags.DEFINE_float("clip_norm", 1.0, "Gradient clipping threshold (1.0 as the official code).")
+    flags.DEFINE_bool(
+        "remat",
+        False,
+        "Recompute the simulation scans in the backward pass instead of storing them (long "
+        "recordings, large networks: less memory, about one more forward pass of time).",
+    )
     flags.DEFINE_enum(
         "clip_mode",
         "per_variable",
         ["per_variable", "global"],
-        "Gradient clipping at norm 1 per parameter array (official) or globally.",
+        "Gradient clipping at --clip_norm per parameter array (official) or globally.",
     )
     flags.DEFINE_integer("num_delays", d["num_delays"], "D = d_max, spike-history bins.")
     if "target_hidden" in defaults:  # the synthetic experiment's built-in target
@@ -235,8 +242,6 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
         # without one) read like errors; --verbosity=0 shows them again.
         logging.set_verbosity(logging.WARNING)
     join_job()
-    if FLAGS.loss not in losses.PRESETS:
-        _fail(f"--loss={FLAGS.loss}: unknown preset; choose one of {', '.join(losses.PRESETS)}")
     weights = tuple(
         (term, FLAGS[f"weight_{term}"].value)
         for term in TERMS
@@ -247,6 +252,67 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
     except ValueError:
         _fail(f"--conv_features={','.join(FLAGS.conv_features)}: expected integers like 16,32")
     workdir = FLAGS.workdir if FLAGS["workdir"].present else f"{FLAGS.workdir}_{FLAGS.loss}"
+    settings = dict(
+        overwrite=FLAGS.overwrite,
+        resume=FLAGS.resume,
+        num_devices=FLAGS.devices,
+        data=FLAGS.data,
+        data_seed=FLAGS.data_seed,
+        target_hidden=_value("target_hidden", 0),
+        data_trials=FLAGS.data_trials,
+        condition=FLAGS.condition or None,
+        num_hidden=FLAGS.hidden,
+        num_delays=FLAGS.num_delays,
+        conv_features=features,
+        batch_size=_value("batch_size", 20),
+        loss=FLAGS.loss,
+        weights=weights,
+        free_from_zeros=FLAGS.free_from_zeros,
+        nc_mse_estimator=FLAGS.nc_mse_estimator,
+        init_biases=FLAGS.init_biases,
+        warm_start_iterations=FLAGS.warm_start_iterations,
+        warm_start_coupling_l2=FLAGS.warm_start_coupling_l2,
+        eval_trials=FLAGS.eval_trials,
+        patience=FLAGS.patience or None,
+        checkpoint_every=(
+            FLAGS.checkpoint_every if FLAGS["checkpoint_every"].present else FLAGS.eval_every
+        ),
+        num_steps=FLAGS.steps,
+        learning_rate_scales=_learning_rate_scales(),
+        **{name: FLAGS[name].value for name in _TRAIN_FLAGS},
+    )
+    if FLAGS.cache_dir:
+        settings["cache_dir"] = FLAGS.cache_dir
+    settings.update(extra)
+    try:
+        # Every setting is validated once, by its config, in the flag's words.
+        config = experiment.ExperimentConfig.build(kind, workdir, **settings)
+        experiment.training_mesh(config)
+    except ValueError as err:
+        _fail(str(err).splitlines()[0])
+    return config
+
+
+# Flags named as their train.TrainConfig field.
+_TRAIN_FLAGS = (
+    "learning_rate",
+    "schedule",
+    "warmup_steps",
+    "final_lr_fraction",
+    "weight_decay",
+    "clip_mode",
+    "clip_norm",
+    "eval_every",
+    "keep_checkpoints",
+    "log_every",
+    "seed",
+    "remat",
+    "adam_epsilon",
+)
+
+
+def _learning_rate_scales() -> tuple:
+    """``--learning_rate_scales`` as ((path, scale), ...)."""
     scales = []
     for item in FLAGS.learning_rate_scales:
         path, _, scale = item.rpartition(":")
@@ -256,87 +322,7 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
             _fail(f"--learning_rate_scales: {item!r} is not PATH:SCALE (e.g. encoder:0.5)")
         if not path or not scales[-1][1] >= 0:
             _fail(f"--learning_rate_scales: {item!r} needs a path and a scale >= 0")
-    kwargs = dict(
-        kind=kind,
-        workdir=workdir,
-        overwrite=FLAGS.overwrite,
-        data=FLAGS.data,
-        loss=FLAGS.loss,
-        weights=weights,
-        num_hidden=FLAGS.hidden,
-        num_steps=FLAGS.steps,
-        batch_size=_value("batch_size", 20),
-        learning_rate=FLAGS.learning_rate,
-        seed=FLAGS.seed,
-        data_seed=FLAGS.data_seed,
-        resume=FLAGS.resume,
-        eval_every=FLAGS.eval_every,
-        checkpoint_every=(
-            FLAGS.checkpoint_every if FLAGS["checkpoint_every"].present else FLAGS.eval_every
-        ),
-        keep_checkpoints=FLAGS.keep_checkpoints,
-        log_every=FLAGS.log_every,
-        patience=FLAGS.patience or None,
-        clip_mode=FLAGS.clip_mode,
-        num_delays=FLAGS.num_delays,
-        target_hidden=_value("target_hidden", 0),
-        data_trials=FLAGS.data_trials,
-        eval_trials=FLAGS.eval_trials,
-        conv_features=features,
-        condition=FLAGS.condition or None,
-        num_devices=FLAGS.devices,
-        schedule=FLAGS.schedule,
-        warmup_steps=FLAGS.warmup_steps,
-        final_lr_fraction=FLAGS.final_lr_fraction,
-        weight_decay=FLAGS.weight_decay,
-        init_biases=FLAGS.init_biases,
-        warm_start_iterations=FLAGS.warm_start_iterations,
-        warm_start_coupling_l2=FLAGS.warm_start_coupling_l2,
-        free_from_zeros=FLAGS.free_from_zeros,
-        adam_epsilon=FLAGS.adam_epsilon,
-        nc_mse_estimator=FLAGS.nc_mse_estimator,
-        learning_rate_scales=tuple(scales),
-    )
-    if FLAGS.cache_dir:
-        kwargs["cache_dir"] = FLAGS.cache_dir
-    kwargs.update(extra)
-    for name in (
-        "steps",
-        "batch_size",
-        "num_delays",
-        "eval_every",
-        "checkpoint_every",
-        "log_every",
-    ):
-        if name in FLAGS and FLAGS[name].value < 1:
-            _fail(f"--{name}={FLAGS[name].value}: must be >= 1")
-    if not FLAGS.learning_rate > 0:
-        _fail(f"--learning_rate={FLAGS.learning_rate}: must be > 0")
-    if FLAGS.warm_start_iterations < 0:
-        _fail(f"--warm_start_iterations={FLAGS.warm_start_iterations}: must be >= 0")
-    if FLAGS.warmup_steps < 0:
-        _fail(f"--warmup_steps={FLAGS.warmup_steps}: must be >= 0")
-    if FLAGS.weight_decay < 0:
-        _fail(f"--weight_decay={FLAGS.weight_decay}: must be >= 0")
-    if not 0 <= FLAGS.final_lr_fraction <= 1:
-        _fail(f"--final_lr_fraction={FLAGS.final_lr_fraction}: must be in [0, 1]")
-    if FLAGS.hidden < 0:
-        _fail(f"--hidden={FLAGS.hidden}: must be >= 0")
-    try:
-        config = experiment.ExperimentConfig(**kwargs)
-        # Weights the preset lacks are reported by make_objective: check them now.
-        losses.make_objective(
-            config.loss,
-            num_visible=2,
-            num_hidden=config.num_hidden,
-            weights=dict(config.weights) or None,
-            clamp_until=config.clamp_until,
-            **experiment.objective_options(config),
-        )
-        experiment.training_mesh(config)
-    except ValueError as err:
-        _fail(str(err).splitlines()[0])
-    return config
+    return tuple(scales)
 
 
 def _quiet(line: str) -> None:

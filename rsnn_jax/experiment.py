@@ -42,150 +42,9 @@ from rsnn_jax import (
     warm_start,
 )
 from rsnn_jax import model as model_lib
+from rsnn_jax.configs import ExperimentConfig
 from rsnn_jax.data import batching, recording
 from rsnn_jax.kinds import RunError, heldout_batches
-
-KINDS = tuple(kinds.KINDS)
-
-
-@dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
-    """Everything an experiment run needs (all plain values: saved as config.json).
-
-    Attributes:
-      kind: "v1" (trial batches of a repeated movie, V1 CNN), "synthetic" (the same on a
-        V1-like target with hidden neurons, reporting connectivity R²), or "retina" (clip
-        batches K_m × K_t, causal temporal CNN).
-      workdir: output folder.
-      data: an HDF5 recording of the documented layout; None → the built-in synthetic data
-        set of this kind, generated once and cached in ``cache_dir``.
-      cache_dir: where built-in data sets are cached.
-      loss: a preset of ``losses.PRESETS``.
-      weights: per-term weight overrides, ((term, weight), ...), terms of the preset
-        (``losses.preset_terms``).
-      num_hidden: hidden neurons of the fitted model.
-      num_steps, batch_size, learning_rate, seed, resume, eval_every, patience,
-      checkpoint_every, keep_checkpoints, log_every, clip_mode: training (see
-        ``train.TrainConfig``); batch_size is K of trial batches (V1/synthetic).
-      overwrite: replace a run already in ``workdir`` (otherwise refused unless ``resume``).
-      data_seed: seed of the built-in synthetic data set (target and recording); ``seed``
-        seeds only the fit, so fits with several seeds are replicates on the same data.
-      num_delays: D (9 for 40 ms bins, 24 for the retina).
-      temporal_kernel: retina encoder's temporal receptive field (300 bins).
-      clip_bins, clamp_until, num_starts, num_movies: retina clips T, T_gt, K_m, K_t.
-      target_hidden: built-in synthetic data: hidden neurons of the target network.
-      data_trials: built-in data: trials per repeated movie (None: the generator's default).
-      eval_trials: simulated trials per held-out movie (None: max(recorded trials, 100)).
-      conv_features: the CNN's filters per spatial layer ((16, 32) in the paper).
-      condition: keep only the movies whose name starts with it (e.g. "checkerboard" or
-        "moving_bars" in a retina recording: the paper fits each stimulus separately);
-        None keeps all.
-      psth_smoothing_ms: boxcar window of the smoothed PSTH correlation (at least one bin).
-      num_devices: data-parallel training over this many local devices (trials split over
-        them, see ``rsnn_jax.parallel``); 1 = no sharding, 0 = all local devices.
-      schedule, warmup_steps, final_lr_fraction, weight_decay: see ``train.TrainConfig``.
-      init_biases: start each neuron at its training-data rate
-        (``initialise.biases_from_rates``); False keeps the zero biases of the paper's code.
-      warm_start_coupling_l2: L2 penalty on the couplings between neurons in the warm start
-        (``warm_start.solve_readout``'s ``coupling_l2``).
-      init_temporal_filters: retina: start the encoder's temporal filters as the leading
-        temporal components of the training data's spike-triggered averages
-        (``initialise.temporal_filters_from_sta``); False: the raised-cosine basis.
-      learning_rate_scales: ((parameter path, scale), ...): per-parameter multipliers of the
-        learning rate (``train.TrainConfig.learning_rate_scales``; ``--learning_rate_scales``).
-      warm_start_iterations: L-BFGS iterations of the clamped-MLE readout solve before the
-        stochastic phase (``rsnn_jax.warm_start``); 0 skips it (always skipped with hidden
-        neurons).
-      free_from_zeros: the training objective's free pass starts from a silent history, as
-        the official code does (``losses.make_objective``'s ``free_from_zeros``).
-      adam_epsilon: "optax" or "keras" (the official optimiser), see ``train.TrainConfig``.
-      nc_mse_estimator: the nc_mse term's model side, "probabilities" (official) or "spikes"
-        (less biased in gradient direction: docs/estimators.md).
-    """
-
-    kind: str
-    workdir: str
-    data: str | None = None
-    cache_dir: str = os.path.join(os.path.expanduser("~"), ".cache", "rsnn_jax")
-    loss: str = "mle"
-    weights: tuple = ()
-    num_hidden: int = 0
-    num_steps: int = 1000
-    batch_size: int = 20
-    learning_rate: float = 1e-3
-    seed: int = 0
-    data_seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
-    eval_every: int = 50
-    patience: int | None = None
-    checkpoint_every: int = 50
-    keep_checkpoints: bool = False
-    log_every: int = 10
-    clip_mode: str = "per_variable"
-    num_delays: int = 9
-    temporal_kernel: int = 300
-    clip_bins: int = 80
-    clamp_until: int | None = None
-    num_starts: int = 30
-    num_movies: int = 1
-    target_hidden: int = 0
-    data_trials: int | None = None
-    eval_trials: int | None = None
-    conv_features: tuple = (16, 32)
-    condition: str | None = None
-    psth_smoothing_ms: float = 20.0
-    num_devices: int = 1
-    schedule: str = "constant"
-    warmup_steps: int = 0
-    final_lr_fraction: float = 0.1
-    weight_decay: float = 0.0
-    init_biases: bool = False
-    warm_start_iterations: int = 0
-    warm_start_coupling_l2: float = 0.0
-    init_temporal_filters: bool = False
-    learning_rate_scales: tuple = ()
-    free_from_zeros: bool = False
-    adam_epsilon: str = "optax"
-    nc_mse_estimator: str = "probabilities"
-
-    def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
-        if self.loss not in losses.PRESETS:
-            raise ValueError(
-                f"--loss: unknown preset {self.loss!r}; choose one of {', '.join(losses.PRESETS)}"
-            )
-        terms = losses.preset_terms(self.loss)
-        for term, weight in self.weights:
-            if term not in terms:
-                raise ValueError(
-                    f"--weight_{term}={weight:g}: --loss={self.loss} has no {term} term; "
-                    f"its terms are {', '.join(terms)}"
-                )
-        positive = ("num_steps", "batch_size", "num_delays", "eval_every", "checkpoint_every")
-        for name in positive + ("clip_bins", "num_starts", "num_movies", "temporal_kernel"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.num_devices < 0:
-            raise ValueError(f"--devices must be >= 0 (0 = all), got {self.num_devices}")
-        if self.num_hidden < 0 or self.target_hidden < 0:
-            raise ValueError("--hidden and --target_hidden must be >= 0")
-        if self.warm_start_coupling_l2 < 0:
-            raise ValueError(
-                f"--warm_start_coupling_l2 must be >= 0, got {self.warm_start_coupling_l2}"
-            )
-        if self.nc_mse_estimator not in ("probabilities", "spikes"):
-            raise ValueError(
-                f"--nc_mse_estimator must be probabilities or spikes, got {self.nc_mse_estimator!r}"
-            )
-        if self.init_temporal_filters and not kinds.of(self).temporal_filters:
-            raise ValueError("--init_temporal_filters applies to the retina encoder only")
-        if self.clamp_until is not None and not 0 < self.clamp_until < self.clip_bins:
-            raise ValueError(
-                f"--clamp_until (T_gt = {self.clamp_until}) must be in (0, --clip_bins = "
-                f"{self.clip_bins}) so that some bins are free-running"
-            )
 
 
 def objective_options(config: ExperimentConfig) -> dict:
@@ -193,8 +52,8 @@ def objective_options(config: ExperimentConfig) -> dict:
     synthetic data, nc_mse delays = the network's D)."""
     return {
         "dataset": kinds.of(config).objective_dataset,
-        "num_delays": config.num_delays,
-        "nc_mse_estimator": config.nc_mse_estimator,
+        "num_delays": config.model.num_delays,
+        "nc_mse_estimator": config.objective.nc_mse_estimator,
     }
 
 
@@ -227,7 +86,7 @@ def training_mesh(config: ExperimentConfig) -> jax.sharding.Mesh | None:
 
 def builtin_data_path(config: ExperimentConfig) -> str:
     """Where the built-in synthetic data set of ``config`` is cached."""
-    return os.path.join(config.cache_dir, kinds.of(config).builtin_name(config))
+    return os.path.join(config.data.cache_dir, kinds.of(config).builtin_name(config))
 
 
 def read_recording(path: str) -> recording.Recording:
@@ -239,18 +98,18 @@ def read_recording(path: str) -> recording.Recording:
 
 
 def load_data(config: ExperimentConfig, log=print) -> recording.Recording:
-    """The recording of ``config.data``, or the built-in synthetic one (generated if needed)."""
-    if config.data is not None:
-        if not os.path.exists(config.data):
-            raise FileNotFoundError(f"--data: no such file {config.data!r}")
-        return read_recording(config.data)
+    """The recording at ``config.data.path``, or the built-in one (generated if needed)."""
+    if config.data.path is not None:
+        if not os.path.exists(config.data.path):
+            raise FileNotFoundError(f"--data: no such file {config.data.path!r}")
+        return read_recording(config.data.path)
     path = builtin_data_path(config)
     if not os.path.exists(path):
         log(f"generating the built-in {config.kind} data set into {path} (once)")
         data = kinds.of(config).generate(config)
         if not parallel.is_main_process():
             return data  # the same data in every process; process 0 writes the cache
-        os.makedirs(config.cache_dir, exist_ok=True)
+        os.makedirs(config.data.cache_dir, exist_ok=True)
         recording.save_recording(path, data)
     return read_recording(path)
 
@@ -275,7 +134,9 @@ def select_condition(data: recording.Recording, condition: str | None) -> record
 def build_model(config: ExperimentConfig, num_visible: int) -> model_lib.Model:
     """The encoder of ``config.kind`` and a network with ``num_visible`` recorded neurons."""
     net = network.NetworkConfig(
-        num_visible=num_visible, num_hidden=config.num_hidden, num_delays=config.num_delays
+        num_visible=num_visible,
+        num_hidden=config.model.num_hidden,
+        num_delays=config.model.num_delays,
     )
     return model_lib.Model(encoder=kinds.of(config).encoder(config), network=net)
 
@@ -569,7 +430,7 @@ def _init_biases(config, data, model, params, batches, key, log) -> model_lib.Mo
             if len(t)
         ]
     )
-    rates = initialise.data_rates(spikes, config.num_hidden)
+    rates = initialise.data_rates(spikes, config.model.num_hidden)
     first = next(batches(0))
     params = initialise.biases_from_rates(params, model, first, key, rates)
     measured = np.asarray(initialise.model_rates(params, model, first, key))
@@ -619,13 +480,13 @@ def _warm_start(config, data, model, params, log) -> model_lib.ModelParams:
         params,
         model,
         batch,
-        config.warm_start_iterations,
-        config.weight_decay,
-        config.warm_start_coupling_l2,
+        config.start.warm_start_iterations,
+        config.train.weight_decay,
+        config.start.warm_start_coupling_l2,
     )
     log(
         f"warm start: clamped NLL per bin {before:.5f} -> {values[-1]:.5f} after "
-        f"{config.warm_start_iterations} L-BFGS iterations on {len(batch.spikes)} trials "
+        f"{config.start.warm_start_iterations} L-BFGS iterations on {len(batch.spikes)} trials "
         f"({time.perf_counter() - started:.1f} s)"
     )
     return params
@@ -656,6 +517,21 @@ _RESUMABLE_CHANGES = {
 }
 
 
+def _check_resumable(config: ExperimentConfig, path: str) -> None:
+    """Raises ``WorkdirInUse`` when ``config`` differs from the run's ``config.json`` in a
+    setting outside ``_RESUMABLE_CHANGES`` (a setting added since the run started counts as
+    its default)."""
+    with open(path) as f:
+        before = ExperimentConfig.from_dict(json.load(f)).flat()
+    before, now = (json.loads(json.dumps(c)) for c in (before, config.flat()))
+    changed = sorted(k for k in now if k not in _RESUMABLE_CHANGES and before[k] != now[k])
+    if changed:
+        raise WorkdirInUse(
+            f"--resume: the run in {config.workdir} was started with other settings: "
+            + ", ".join(f"{k} ({before[k]!r} -> {now[k]!r})" for k in changed)
+        )
+
+
 def _claim_workdir(config: ExperimentConfig) -> None:
     """Refuses to destroy a finished or running run; checks that ``resume`` can continue.
 
@@ -675,24 +551,7 @@ def _claim_workdir(config: ExperimentConfig) -> None:
             raise WorkdirInUse(f"--resume: no checkpoint {latest} to resume from")
         path = os.path.join(workdir, "config.json")
         if os.path.exists(path):
-            with open(path) as f:
-                before = json.load(f)
-            now = json.loads(json.dumps(dataclasses.asdict(config)))
-            # A field added since the run started counts as its default.
-            defaults = {
-                f.name: json.loads(json.dumps(f.default))
-                for f in dataclasses.fields(config)
-                if f.default is not dataclasses.MISSING
-            }
-            before = {**defaults, **before}
-            changed = sorted(
-                k for k in now if k not in _RESUMABLE_CHANGES and before.get(k) != now[k]
-            )
-            if changed:
-                raise WorkdirInUse(
-                    f"--resume: the run in {workdir} was started with other settings: "
-                    + ", ".join(f"{k} ({before.get(k)!r} -> {now[k]!r})" for k in changed)
-                )
+            _check_resumable(config, path)
     elif held and not config.overwrite:
         raise WorkdirInUse(
             f"--workdir={workdir} holds a run ({', '.join(held)}): pass --resume to continue "
@@ -715,36 +574,15 @@ def _write_json(workdir: str, name: str, values: dict) -> None:
             json.dump(values, f, indent=2)
 
 
-def train_config(config: ExperimentConfig) -> train.TrainConfig:
-    """The optimisation settings of ``config``."""
-    return train.TrainConfig(
-        num_steps=config.num_steps,
-        learning_rate=config.learning_rate,
-        schedule=config.schedule,
-        warmup_steps=config.warmup_steps,
-        final_lr_fraction=config.final_lr_fraction,
-        weight_decay=config.weight_decay,
-        clip_mode=config.clip_mode,
-        eval_every=config.eval_every,
-        checkpoint_every=config.checkpoint_every,
-        keep_checkpoints=config.keep_checkpoints,
-        patience=config.patience,
-        log_every=config.log_every,
-        seed=config.seed,
-        learning_rate_scales=tuple(tuple(x) for x in config.learning_rate_scales),
-        adam_epsilon=config.adam_epsilon,
-    )
-
-
 def _objective(config: ExperimentConfig, model: model_lib.Model) -> losses.Objective:
     return losses.make_objective(
-        config.loss,
+        config.objective.loss,
         num_visible=model.network.num_visible,
         num_hidden=model.network.num_hidden,
-        weights=dict(config.weights) or None,
-        clamp_until=config.clamp_until,
-        seed=config.seed,
-        free_from_zeros=config.free_from_zeros,
+        weights=dict(config.objective.weights) or None,
+        clamp_until=config.batches.clamp_until,
+        seed=config.train.seed,
+        free_from_zeros=config.objective.free_from_zeros,
         **objective_options(config),
     )
 
@@ -755,13 +593,17 @@ def _start(config, data, model, batches, key, log) -> tuple:
     stimulus_shape = next(batches(0)).stimulus.shape[-3:]
     untrained = model_lib.init_model(key, model, stimulus_shape)
     params = untrained
-    if config.init_temporal_filters:
+    if config.start.init_temporal_filters:
         params = _init_temporal_filters(data, model, params, log)
-    if config.init_biases:
+    if config.start.init_biases:
         params = _init_biases(config, data, model, params, batches, key, log)
-    if config.warm_start_iterations and not config.num_hidden:
+    if config.start.warm_start_iterations and not config.model.num_hidden:
         params = _warm_start(config, data, model, params, log)
     return untrained, params
+
+
+def _rounded(weights) -> dict:
+    return {k: round(float(v), 6) for k, v in weights.items()}
 
 
 def run_experiment(config: ExperimentConfig, log=print) -> dict:
@@ -773,20 +615,20 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     started = time.perf_counter()
     _claim_workdir(config)
     parallel.barrier("workdir claimed")  # before process 0 writes into it
-    data = select_condition(load_data(config, log), config.condition)
+    data = select_condition(load_data(config, log), config.data.condition)
     model = build_model(config, data.num_neurons)
     objective = _objective(config, model)
     kinds.of(config).check(config, data)
     batches = training_batches(config, data, model)
-    init_key, eval_key = jax.random.split(jax.random.key(config.seed))
+    init_key, eval_key = jax.random.split(jax.random.key(config.train.seed))
     untrained, params = _start(config, data, model, batches, init_key, log)
     mesh = training_mesh(config)
     # Written once training starts: a run that fails before (bad data) leaves no trace.
     _write_json(config.workdir, "config.json", dataclasses.asdict(config))
     log(
-        f"{config.kind}: {data.num_neurons} visible + {config.num_hidden} hidden neurons, "
-        f"loss {config.loss} { {k: round(float(v), 6) for k, v in objective.weights.items()} }, "
-        f"passes {objective.passes}, {config.num_steps} steps"
+        f"{config.kind}: {data.num_neurons} visible + {config.model.num_hidden} hidden neurons, "
+        f"loss {config.objective.loss} {_rounded(objective.weights)}, "
+        f"passes {objective.passes}, {config.train.num_steps} steps"
         + ("" if mesh is None else f", trials split over {mesh.devices.size} devices")
         + (f" of {jax.process_count()} processes" if jax.process_count() > 1 else "")
     )
@@ -795,7 +637,7 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
         params=params,
         objective=objective,
         batches=batches,
-        config=train_config(config),
+        config=config.train,
         workdir=config.workdir,
         validation=kinds.of(config).validation_batch(config, data, model),
         resume=config.resume,
@@ -807,8 +649,8 @@ def run_experiment(config: ExperimentConfig, log=print) -> dict:
     models = {"best": result.best_params, "untrained": untrained, "start": params}
     report = {
         "kind": config.kind,
-        "loss": config.loss,
-        "weights": {k: round(float(v), 6) for k, v in objective.weights.items()},
+        "loss": config.objective.loss,
+        "weights": _rounded(objective.weights),
         "steps_run": int(result.state.step),
         "best_step": result.best_step,
         "best_validation": result.best_validation,
@@ -830,12 +672,14 @@ def _heldout_report(config, data, model, result, models, key, log) -> dict:
     test = heldout_batches(data, model, "test")
     if not test:
         raise ValueError("the recording has no test trials: its 'test' split is empty")
-    smoothing = max(1, int(round(config.psth_smoothing_ms / (1e3 * data.bin_width_s))))
+    smoothing = max(1, int(round(config.evaluation.psth_smoothing_ms / (1e3 * data.bin_width_s))))
 
     def evaluate_all(eval_params, eval_model):
         batches = test if eval_model is model else heldout_batches(data, eval_model, "test")
         return {
-            movie: evaluate(eval_params, eval_model, batch, key, config.eval_trials, smoothing)
+            movie: evaluate(
+                eval_params, eval_model, batch, key, config.evaluation.num_trials, smoothing
+            )
             for movie, batch in batches.items()
         }
 

@@ -83,19 +83,19 @@ class RepeatedTrials:
         return "synthetic" if self.name == "synthetic" else "v1"
 
     def encoder(self, config):
-        return encoders.V1Encoder(features=tuple(config.conv_features))
+        return encoders.V1Encoder(features=tuple(config.model.conv_features))
 
     def batch_trials(self, config) -> tuple[int, str]:
         """Trials per training batch, and the flag that sets it."""
-        return config.batch_size, "--batch_size"
+        return config.batches.batch_size, "--batch_size"
 
     def check(self, config, data: recording.Recording) -> None:
         """Raises ``RunError`` when the settings do not fit the data."""
         movie = _single_movie(data, "train")
         available = len(data.trials("train", movie))
-        if config.batch_size > available:
+        if config.batches.batch_size > available:
             raise RunError(
-                f"--batch_size={config.batch_size}: larger than the {available} training "
+                f"--batch_size={config.batches.batch_size}: larger than the {available} training "
                 f"trials of movie {movie!r}"
             )
 
@@ -103,7 +103,7 @@ class RepeatedTrials:
         """Training batches from batch number ``position`` on (the same after a resume)."""
         movie = _single_movie(data, "train")
         trials = batching.TrialBatcher(
-            data.trials("train", movie), config.batch_size, config.seed, position
+            data.trials("train", movie), config.batches.batch_size, config.train.seed, position
         )
         for chosen in trials:
             yield batching.make_trial_batch(
@@ -111,7 +111,7 @@ class RepeatedTrials:
                 movie,
                 chosen,
                 receptive_field=model.receptive_field,
-                num_delays=config.num_delays,
+                num_delays=config.model.num_delays,
             )
 
     def validation_batch(self, config, data, model) -> batching.Batch | None:
@@ -123,19 +123,21 @@ class RepeatedTrials:
         return next(iter(heldout_batches(data, model, "train").values()))
 
     def builtin_name(self, config) -> str:
-        trials = "" if config.data_trials is None else f"_k{config.data_trials}"
+        trials = "" if config.data.trials is None else f"_k{config.data.trials}"
         # Bump the version when the generator's defaults change: old caches are not reused.
-        return f"v1_like_h{config.target_hidden}{trials}_seed{config.data_seed}_v3.h5"
+        return f"v1_like_h{config.data.target_hidden}{trials}_seed{config.data.seed}_v3.h5"
 
     def generate(self, config) -> recording.Recording:
         """The built-in V1-like data set of ``config`` (its target has ``target_hidden``
         hidden neurons)."""
         kwargs = {}
-        if config.data_trials is not None:
+        if config.data.trials is not None:
             # The pvc-11 proportions: 2/3 train, 1/4 test, the rest validation.
-            n = config.data_trials
+            n = config.data.trials
             kwargs = dict(num_trials=n, split=(2 * n // 3, n // 4, n - 2 * n // 3 - n // 4))
-        return synthetic.make_v1_like(config.data_seed, num_hidden=config.target_hidden, **kwargs)
+        return synthetic.make_v1_like(
+            config.data.seed, num_hidden=config.data.target_hidden, **kwargs
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,24 +150,24 @@ class RetinaClips:
 
     def encoder(self, config):
         return encoders.RetinaEncoder(
-            temporal_kernel=config.temporal_kernel, features=tuple(config.conv_features)
+            temporal_kernel=config.model.temporal_kernel, features=tuple(config.model.conv_features)
         )
 
     def batch_trials(self, config) -> tuple[int, str]:
-        return config.num_starts * config.num_movies, "--num_starts × --num_movies"
+        return config.batches.num_starts * config.batches.num_movies, "--num_starts × --num_movies"
 
     def check(self, config, data: recording.Recording) -> None:
         """Clip counts are checked when the clips are cut (``batching.ClipBatcher``)."""
 
     def _clips(self, config, data, model, split: str, seed: int, position: int):
-        context = batching.first_usable_bin(model.receptive_field, config.num_delays)
+        context = batching.first_usable_bin(model.receptive_field, config.model.num_delays)
         clips = batching.ClipBatcher.from_recording(
             data,
             split,
-            config.clip_bins,
+            config.batches.clip_bins,
             context,
-            config.num_starts,
-            config.num_movies,
+            config.batches.num_starts,
+            config.batches.num_movies,
             seed,
             position,
         )
@@ -173,20 +175,20 @@ class RetinaClips:
             yield batching.make_clip_batch(
                 data,
                 chosen,
-                clip_bins=config.clip_bins,
+                clip_bins=config.batches.clip_bins,
                 receptive_field=model.receptive_field,
-                num_delays=config.num_delays,
+                num_delays=config.model.num_delays,
             )
 
     def training_batches(self, config, data, model, position: int) -> Iterator[batching.Batch]:
         """Training batches of clips from batch number ``position`` on."""
-        return self._clips(config, data, model, "train", config.seed, position)
+        return self._clips(config, data, model, "train", config.train.seed, position)
 
     def validation_batch(self, config, data, model) -> batching.Batch | None:
         """Fixed clips of the validation stimulus (None without validation trials)."""
         if not any(len(t) for t in data.splits.get("validation", {}).values()):
             return None
-        clips = self._clips(config, data, model, "validation", config.seed + 1, 0)
+        clips = self._clips(config, data, model, "validation", config.train.seed + 1, 0)
         return concatenate(clips, _RETINA_VALIDATION_BATCHES * self.batch_trials(config)[0])
 
     def warm_start_batch(self, config, data, model) -> batching.Batch:
@@ -195,15 +197,15 @@ class RetinaClips:
         return concatenate(clips, _RETINA_WARM_START_BATCHES * self.batch_trials(config)[0])
 
     def builtin_name(self, config) -> str:
-        trials = "" if config.data_trials is None else f"_k{config.data_trials}"
-        return f"retina_like_h0{trials}_seed{config.data_seed}_v4.h5"
+        trials = "" if config.data.trials is None else f"_k{config.data.trials}"
+        return f"retina_like_h0{trials}_seed{config.data.seed}_v4.h5"
 
     def generate(self, config) -> recording.Recording:
         """The built-in retina-like data set: minutes of unrepeated stimulus, so that the
         stimulus filter can be learned, and a stretch of new stimulus for model selection."""
-        kwargs = {} if config.data_trials is None else {"num_repeats": config.data_trials}
+        kwargs = {} if config.data.trials is None else {"num_repeats": config.data.trials}
         return synthetic.make_retina_like(
-            config.data_seed,
+            config.data.seed,
             unrepeated_s=RETINA_UNREPEATED_S,
             validation_s=RETINA_VALIDATION_S,
             **kwargs,

@@ -161,7 +161,7 @@ def _fit(config: StudyConfig, name: str, log, **kwargs) -> dict:
             return json.load(f)
     # An interrupted fit continues from its checkpoint; leftovers without one are replaced.
     resume = os.path.exists(os.path.join(workdir, "checkpoints", "latest.msgpack"))
-    run = experiment.ExperimentConfig(
+    run = experiment.ExperimentConfig.build(
         workdir=workdir,
         conv_features=tuple(config.conv_features),
         log_every=100,
@@ -333,7 +333,7 @@ def _retina_part(config: StudyConfig, log) -> dict:
                 temporal_kernel=config.temporal_kernel,
             )
             reports.append(_fit(config, f"retina_{loss}_s{seed}", log, **kwargs))
-            run = experiment.ExperimentConfig(
+            run = experiment.ExperimentConfig.build(
                 workdir=os.path.join(config.workdir, "runs", f"retina_{loss}_s{seed}"),
                 conv_features=tuple(config.conv_features),
                 **kwargs,

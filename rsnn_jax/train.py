@@ -96,31 +96,33 @@ class TrainConfig:
     adam_epsilon: str = "optax"
 
     def __post_init__(self):
-        if self.clip_mode not in CLIP_MODES:
-            raise ValueError(f"TrainConfig.clip_mode must be one of {CLIP_MODES}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}")
-        if self.adam_epsilon not in ADAM_EPSILONS:
-            raise ValueError(
-                f"TrainConfig.adam_epsilon must be one of {ADAM_EPSILONS}, "
-                f"got {self.adam_epsilon!r}"
-            )
-        if self.warmup_steps < 0 or self.weight_decay < 0:
-            raise ValueError("TrainConfig.warmup_steps and weight_decay must be >= 0")
-        if not 0 <= self.final_lr_fraction <= 1:
-            raise ValueError(
-                f"TrainConfig.final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}"
-            )
+        # Messages name the experiments' flags (--steps sets num_steps; others as named).
+        for name, options in (
+            ("clip_mode", CLIP_MODES),
+            ("schedule", SCHEDULES),
+            ("adam_epsilon", ADAM_EPSILONS),
+        ):
+            if getattr(self, name) not in options:
+                raise ValueError(
+                    f"--{name}={getattr(self, name)}: choose one of {', '.join(options)}"
+                )
         for name in ("num_steps", "eval_every", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}")
+                flag = "steps" if name == "num_steps" else name
+                raise ValueError(f"--{flag}={getattr(self, name)}: must be >= 1")
+        for name in ("warmup_steps", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 0")
+        if not 0 <= self.final_lr_fraction <= 1:
+            raise ValueError(f"--final_lr_fraction={self.final_lr_fraction}: must be in [0, 1]")
+        for name in ("learning_rate", "clip_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name}={getattr(self, name)}: must be > 0")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"--patience={self.patience}: must be >= 1 (None: never stop)")
         for path, scale in self.learning_rate_scales:
             if not scale >= 0:
-                raise ValueError(
-                    f"TrainConfig.learning_rate_scales: {path!r} has scale {scale} < 0"
-                )
+                raise ValueError(f"--learning_rate_scales: {path!r} has scale {scale} < 0")
 
 
 class TrainState(NamedTuple):

@@ -92,7 +92,7 @@ def test_experiment_module_writes_config_metrics_report_and_figures(module, data
     result = _run(module, f"--data={data_files[data_key]}", f"--workdir={workdir}", *COMMON, *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     config = json.loads((workdir / "config.json").read_text())
-    assert config["kind"] == module and config["num_steps"] == 3
+    assert config["kind"] == module and config["train"]["num_steps"] == 3
     records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [2, 3]
     report = json.loads((workdir / "report.json").read_text())
@@ -151,24 +151,24 @@ def test_missing_data_file_is_a_clear_error(tmp_path):
 def test_the_built_in_data_set_follows_data_seed_not_the_fit_seed():
     base = dict(kind="v1", workdir="unused", cache_dir="/cache")
     path = experiment.builtin_data_path
-    assert path(experiment.ExperimentConfig(**base, seed=3)) == path(
-        experiment.ExperimentConfig(**base, seed=0)
+    assert path(experiment.ExperimentConfig.build(**base, seed=3)) == path(
+        experiment.ExperimentConfig.build(**base, seed=0)
     )
-    assert path(experiment.ExperimentConfig(**base, data_seed=3)) != path(
-        experiment.ExperimentConfig(**base)
+    assert path(experiment.ExperimentConfig.build(**base, data_seed=3)) != path(
+        experiment.ExperimentConfig.build(**base)
     )
 
 
 def test_nc_mse_estimator_reaches_the_objective():
-    config = experiment.ExperimentConfig(
+    config = experiment.ExperimentConfig.build(
         kind="v1", workdir="unused", loss="mle_psth_nc_mse", nc_mse_estimator="spikes"
     )
     objective = losses.make_objective(
-        config.loss, num_visible=2, num_hidden=0, **experiment.objective_options(config)
+        config.objective.loss, num_visible=2, num_hidden=0, **experiment.objective_options(config)
     )
     assert objective.terms["nc_mse"].value == "spikes"
     with pytest.raises(ValueError, match="--nc_mse_estimator"):
-        experiment.ExperimentConfig(kind="v1", workdir="unused", nc_mse_estimator="mixed")
+        experiment.ExperimentConfig.build(kind="v1", workdir="unused", nc_mse_estimator="mixed")
 
 
 @pytest.mark.parametrize("preset", losses.PRESETS)
@@ -189,19 +189,19 @@ def test_every_weight_flag_works_with_the_presets_that_have_its_term(preset):
         )
         if term not in terms:
             with pytest.raises(ValueError) as error:
-                experiment.ExperimentConfig(**config)
+                experiment.ExperimentConfig.build(**config)
             assert str(error.value) == (
                 f"--weight_{term}=0.25: --loss={preset} has no {term} term; "
                 f"its terms are {', '.join(terms)}"
             )
             continue
-        config = experiment.ExperimentConfig(**config)
+        config = experiment.ExperimentConfig.build(**config)
         objective = losses.make_objective(
-            config.loss,
+            config.objective.loss,
             num_visible=2,
-            num_hidden=config.num_hidden,
-            weights=dict(config.weights),
-            clamp_until=config.clamp_until,
+            num_hidden=config.model.num_hidden,
+            weights=dict(config.objective.weights),
+            clamp_until=config.batches.clamp_until,
             **experiment.objective_options(config),
         )
         assert list(objective.terms) == list(terms)
@@ -210,7 +210,7 @@ def test_every_weight_flag_works_with_the_presets_that_have_its_term(preset):
 
 def test_sta_temporal_filters_are_refused_without_a_retina_encoder():
     with pytest.raises(ValueError, match="retina encoder only"):
-        experiment.ExperimentConfig(kind="v1", workdir="unused", init_temporal_filters=True)
+        experiment.ExperimentConfig.build(kind="v1", workdir="unused", init_temporal_filters=True)
 
 
 def _holding_a_run(folder, **config):
@@ -219,7 +219,7 @@ def _holding_a_run(folder, **config):
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "latest.msgpack").write_bytes(b"checkpoint")
     (folder / "report.json").write_text("{}")
-    finished = experiment.ExperimentConfig(kind="v1", workdir=str(folder), **config)
+    finished = experiment.ExperimentConfig.build(kind="v1", workdir=str(folder), **config)
     (folder / "config.json").write_text(json.dumps(dataclasses.asdict(finished)))
     return finished
 
@@ -233,30 +233,32 @@ def test_a_workdir_holding_a_run_is_refused_and_left_as_it_was(tmp_path):
 
 
 def test_resume_needs_a_checkpoint_and_the_same_settings(tmp_path):
-    empty = experiment.ExperimentConfig(kind="v1", workdir=str(tmp_path / "none"), resume=True)
+    empty = experiment.ExperimentConfig.build(
+        kind="v1", workdir=str(tmp_path / "none"), resume=True
+    )
     with pytest.raises(experiment.WorkdirInUse, match="no checkpoint"):
         experiment.run_experiment(empty)
     finished = _holding_a_run(tmp_path / "run", loss="mle")
-    other = dataclasses.replace(finished, loss="mle_psth_nc", resume=True, num_steps=5000)
+    other = finished.replace(loss="mle_psth_nc", resume=True, num_steps=5000)
     with pytest.raises(experiment.WorkdirInUse, match=r"other settings: loss \('mle' -> "):
         experiment.run_experiment(other)
     # A longer budget alone is a valid resume: the claim passes (the fake checkpoint is only
     # read later, by train.fit).
-    experiment._claim_workdir(dataclasses.replace(finished, resume=True, num_steps=5000))
+    experiment._claim_workdir(finished.replace(resume=True, num_steps=5000))
     # A run started before a setting existed resumes when the setting keeps its default.
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    del saved["learning_rate_scales"]
+    del saved["train"]["learning_rate_scales"]
     (tmp_path / "run" / "config.json").write_text(json.dumps(saved))
-    experiment._claim_workdir(dataclasses.replace(finished, resume=True))
+    experiment._claim_workdir(finished.replace(resume=True))
     with pytest.raises(experiment.WorkdirInUse, match=r"learning_rate_scales \(\[\] -> "):
         experiment._claim_workdir(
-            dataclasses.replace(finished, resume=True, learning_rate_scales=(("encoder", 0.5),))
+            finished.replace(resume=True, learning_rate_scales=(("encoder", 0.5),))
         )
 
 
 def test_overwrite_removes_the_old_run_first(tmp_path):
     finished = _holding_a_run(tmp_path / "run")
-    experiment._claim_workdir(dataclasses.replace(finished, overwrite=True))
+    experiment._claim_workdir(finished.replace(overwrite=True))
     assert sorted(os.listdir(tmp_path / "run")) == ["config.json"]
 
 

@@ -86,7 +86,7 @@ _SCRIPT = textwrap.dedent(
 
     with pytest.raises(ValueError, match="6 trials cannot be split evenly over 4 devices"):
         parallel.shard_batch(_batch()._replace(spikes=np.zeros((6, T, 4), np.float32)), mesh)
-    config = experiment.ExperimentConfig(kind="v1", workdir="unused", batch_size=10, num_devices=4)
+    config = experiment.ExperimentConfig.build("v1", "unused", batch_size=10, num_devices=4)
     with pytest.raises(ValueError, match="--batch_size = 10 .* over 4 devices"):
         experiment.training_mesh(config)
     print("PARALLEL-OK")
@@ -114,7 +114,7 @@ def test_make_mesh_refuses_missing_devices():
 
 
 def test_one_device_means_no_mesh():
-    config = experiment.ExperimentConfig(kind="v1", workdir="unused", batch_size=7)
+    config = experiment.ExperimentConfig.build(kind="v1", workdir="unused", batch_size=7)
     assert experiment.training_mesh(config) is None
-    with pytest.raises(ValueError, match="--devices must be >= 0"):
-        experiment.ExperimentConfig(kind="v1", workdir="unused", num_devices=-1)
+    with pytest.raises(ValueError, match="--devices=-1: must be >= 0"):
+        experiment.ExperimentConfig.build(kind="v1", workdir="unused", num_devices=-1)

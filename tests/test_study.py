@@ -55,7 +55,7 @@ def tiny_study(tmp_path_factory):
     reports = {}
     for loss in ("mle", "mle_psth_nc"):
         for seed in SEEDS:
-            config = experiment.ExperimentConfig(
+            config = experiment.ExperimentConfig.build(
                 kind="synthetic",
                 workdir=str(root / f"{loss}_{seed}"),
                 data=path,

@@ -31,6 +31,7 @@ import numpy as np
 
 from rsnn_jax import (
     encoders,
+    ground_truth,
     initialise,
     likelihood,
     losses,
@@ -38,11 +39,12 @@ from rsnn_jax import (
     network,
     parallel,
     plots,
+    synthetic,
     train,
     warm_start,
 )
 from rsnn_jax import model as model_lib
-from rsnn_jax.data import batching, recording, synthetic
+from rsnn_jax.data import batching, recording
 
 KINDS = ("v1", "retina", "synthetic")
 # Built-in retina-like data: seconds of unrepeated training and validation stimulus per
@@ -247,7 +249,7 @@ def _load(path: str) -> recording.Recording:
     data = recording.load_recording(path)
     with h5py.File(path, "r") as f:
         has_target = "target" in f
-    return dataclasses.replace(data, target=recording.load_target(path)) if has_target else data
+    return dataclasses.replace(data, target=ground_truth.load_target(path)) if has_target else data
 
 
 def load_data(config: ExperimentConfig, log=print) -> recording.Recording:

@@ -7,7 +7,8 @@ has, and the recording is sampled from them exactly as an experiment would recor
 * the target is an ``rsnn_jax.model.Model`` of the same class as the one an experiment fits
   (V1: ``V1Encoder`` + ``NetworkConfig(num_visible=69, num_hidden, num_delays=9)``; retina:
   ``RetinaEncoder(temporal_kernel=300)`` + ``NetworkConfig(num_visible=25,
-  num_delays=24)``), stored with the data under ``/target`` (``recording.load_target``);
+  num_delays=24)``), returned as ``Recording.target`` (an ``rsnn_jax.ground_truth.Target``)
+  and stored with the data under ``/target`` (``ground_truth.load_target`` reads it back);
 * encoder: the Flax initialisation (V1) or that plus hand-set biphasic temporal filters
   (retina: latencies 35–120 ms, ON and OFF);
 * stimulus drive: each neuron reads the encoder's features through a spatially localised
@@ -35,10 +36,11 @@ has, and the recording is sampled from them exactly as an experiment would recor
 Everything is a pure function of ``seed``. ``summarize`` measures the rates, the fraction
 of bins with spikes and the noise-correlation range (appendix C, eqs. 8–10).
 
-Command line::
+This is model-layer code (it builds and simulates networks), kept out of the NumPy/h5py
+data layer ``rsnn_jax.data``. Command line (``experiments/make_synthetic.py``)::
 
-    python -m rsnn_jax.data.synthetic --kind=v1 --out=synthetic_v1.h5 [--num_hidden=431]
-    python -m rsnn_jax.data.synthetic --kind=retina --out=synthetic_retina.h5
+    python -m experiments.make_synthetic --kind=v1 --out=synthetic_v1.h5 [--num_hidden=431]
+    python -m experiments.make_synthetic --kind=retina --out=synthetic_retina.h5
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ import numpy as np
 
 from rsnn_jax import encoders, metrics, network
 from rsnn_jax import model as model_lib
-from rsnn_jax.data.recording import Recording, Target
+from rsnn_jax.data.recording import Recording
+from rsnn_jax.data.retina import appendix_a_split
+from rsnn_jax.ground_truth import Target
 
 V1_BIN_WIDTH_S = 0.04
 RETINA_BIN_WIDTH_S = 1.0 / 600.0
@@ -481,7 +485,7 @@ def make_v1_like(
     hidden_rate = float(spikes[:, :, num_visible:].mean()) if num_hidden else float("nan")
     attrs = {
         "source": "synthetic",
-        "generator": "rsnn_jax.data.synthetic.make_v1_like",
+        "generator": "rsnn_jax.synthetic.make_v1_like",
         "seed": int(seed),
         "num_hidden": int(num_hidden),
         "burn_in_bins": int(burn_in_bins),
@@ -769,8 +773,6 @@ def make_retina_like(
         stimuli[name] = frames[lead:]
         repeated[name] = trials > 1
 
-    from rsnn_jax.data.retina import appendix_a_split
-
     splits = appendix_a_split(
         [f"{c}_unrepeated" for c in conditions],
         [f"{c}_repeated_1" for c in conditions],
@@ -786,7 +788,7 @@ def make_retina_like(
         )
     attrs = {
         "source": "synthetic",
-        "generator": "rsnn_jax.data.synthetic.make_retina_like",
+        "generator": "rsnn_jax.synthetic.make_retina_like",
         "seed": int(seed),
         "num_hidden": 0,
         "conditions": list(conditions),
@@ -872,62 +874,3 @@ def format_summary(recording: Recording) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
-
-
-def main(argv):
-    del argv
-    from absl import flags
-
-    from rsnn_jax.data.recording import save_recording
-
-    flag = flags.FLAGS
-    start = time.perf_counter()
-    if flag.kind == "v1":
-        recording = make_v1_like(
-            flag.seed,
-            num_hidden=flag.num_hidden,
-            num_trials=flag.num_trials,
-            num_frames=flag.num_frames,
-            image_size=flag.image_size or 27,
-            split=[int(s) for s in flag.split],
-        )
-    else:
-        recording = make_retina_like(
-            flag.seed,
-            image_size=flag.image_size or 8,
-            conditions=flag.conditions,
-            unrepeated_s=flag.unrepeated_s,
-            repeated_s=flag.repeated_s,
-            num_repeats=flag.num_repeats,
-            num_validation_repeats=flag.num_validation_repeats,
-        )
-    seconds = time.perf_counter() - start
-    save_recording(flag.out, recording)
-    print(format_summary(recording))
-    print(f"generated in {seconds:.1f} s; wrote {flag.out}")
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_enum("kind", "v1", ["v1", "retina"], "Which synthetic data set.")
-    flags.DEFINE_string("out", None, "Output HDF5 recording.")
-    flags.DEFINE_integer("seed", 0, "Seed: the data set is a pure function of it.")
-    flags.DEFINE_integer("num_hidden", 0, "V1: hidden neurons of the target (431: 500 total).")
-    flags.DEFINE_integer("num_trials", 120, "V1: trials.")
-    flags.DEFINE_integer("num_frames", 650, "V1: frames = bins of 40 ms.")
-    flags.DEFINE_list("split", ["80", "30", "10"], "V1: trials for train, test, validation.")
-    flags.DEFINE_integer("image_size", None, "Frame size (default: V1 27, retina 8).")
-    flags.DEFINE_list("conditions", ["checkerboard", "moving_bars"], "Retina: stimulus conditions.")
-    flags.DEFINE_float("unrepeated_s", 20.0, "Retina: unrepeated movie duration (s).")
-    flags.DEFINE_float("repeated_s", 1.5, "Retina: repeated movie duration (s).")
-    flags.DEFINE_integer("num_repeats", 30, "Retina: repeats of each repeated movie.")
-    flags.DEFINE_integer("num_validation_repeats", 0, "Retina: repeats held out for validation.")
-    flags.mark_flags_as_required(["out"])
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

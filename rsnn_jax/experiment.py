@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rsnn_jax import (
+    ground_truth,
     initialise,
     kinds,
     likelihood,
@@ -94,7 +95,7 @@ def read_recording(path: str) -> recording.Recording:
     data = recording.load_recording(path)
     with h5py.File(path, "r") as f:
         has_target = "target" in f
-    return dataclasses.replace(data, target=recording.load_target(path)) if has_target else data
+    return dataclasses.replace(data, target=ground_truth.load_target(path)) if has_target else data
 
 
 def load_data(config: ExperimentConfig, log=print) -> recording.Recording:

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from rsnn_jax import encoders
-from rsnn_jax.data import batching, recording, synthetic
+from rsnn_jax import encoders, synthetic
+from rsnn_jax.data import batching, recording
 
 # Built-in retina-like data: seconds of unrepeated training and validation stimulus per
 # condition (the paper trained on 1080 s unrepeated + 600 s repeated).

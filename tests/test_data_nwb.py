@@ -306,7 +306,7 @@ def test_not_an_nwb_file_and_missing_file(tmp_path):
 def _cli(*flags):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.run(
-        [sys.executable, "-m", "rsnn_jax.data.nwb", *flags],
+        [sys.executable, "-m", "experiments.import_nwb", *flags],
         cwd=ROOT,
         env=env,
         capture_output=True,

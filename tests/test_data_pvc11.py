@@ -238,7 +238,7 @@ def test_command_line_writes_the_same_recording(tmp_path):
         [
             sys.executable,
             "-m",
-            "rsnn_jax.data.pvc11",
+            "experiments.import_pvc11",
             f"--events={events_path}",
             f"--movie={movie_path}",
             f"--out={out}",
@@ -263,7 +263,7 @@ def test_command_line_writes_the_same_recording(tmp_path):
 def _importer(*flags):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     return subprocess.run(
-        [sys.executable, "-m", "rsnn_jax.data.pvc11", *flags],
+        [sys.executable, "-m", "experiments.import_pvc11", *flags],
         cwd=root,
         capture_output=True,
         text=True,

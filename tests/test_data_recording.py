@@ -3,11 +3,9 @@
 import os
 
 import h5py
-import jax
 import numpy as np
 import pytest
 
-from rsnn_jax import encoders, model, network
 from rsnn_jax.data import recording as rec
 
 
@@ -309,49 +307,3 @@ def test_counts_are_clipped_only_on_request_and_reported(valid_file):
     assert loaded.attrs["num_clipped_on_load"] == 2
     assert loaded.attrs["num_clipped_on_load/natural"] == 2
     assert loaded.spikes["natural"][0, 0, 0] == 1 and loaded.spikes["natural"].max() == 1
-
-
-def _tiny_target(num_hidden=2):
-    m = model.Model(
-        encoders.V1Encoder(num_frames=3, features=(4, 8), kernel_size=3),
-        network.NetworkConfig(num_visible=3, num_hidden=num_hidden, num_delays=2),
-    )
-    params = model.init_model(jax.random.key(1), m, (5, 4, 4))
-    return rec.Target(m, params)
-
-
-def test_target_round_trip(tmp_path):
-    target = _tiny_target()
-    path = tmp_path / "t.h5"
-    rec.save_recording(path, _recording(target=target))
-    loaded_model, loaded_params = rec.load_target(path)
-    assert loaded_model == target.model
-    for want, got in zip(
-        jax.tree_util.tree_leaves(target.params), jax.tree_util.tree_leaves(loaded_params)
-    ):
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    assert jax.tree_util.tree_structure(loaded_params.encoder) == jax.tree_util.tree_structure(
-        jax.device_get(target.params.encoder)
-    )
-    with h5py.File(path) as f:
-        assert f["/target"].attrs["num_hidden"] == 2
-        assert f["/target/network/recurrent_weights"].shape == (2, 5, 5)
-
-
-def test_target_with_wrong_shapes_is_rejected(tmp_path):
-    path = tmp_path / "t.h5"
-    rec.save_recording(path, _recording(target=_tiny_target()))
-    with h5py.File(path, "r+") as f:
-        _replace(f, "/target/network/bias", np.zeros((4,), np.float32))
-    assert any(p.path == "/target/network/bias" for p in rec.validate_recording(path))
-    rec.save_recording(path, _recording(target=_tiny_target()))
-    with h5py.File(path, "r+") as f:
-        kernel = "/target/encoder/params/SpatialCNN_0/Conv_0/kernel"
-        _replace(f, kernel, np.zeros((3, 3, 2, 4), np.float32))
-    with pytest.raises(rec.DataError, match="Conv_0/kernel: expected shape"):
-        rec.load_target(path)
-
-
-def test_load_target_without_target(valid_file):
-    with pytest.raises(rec.DataError, match="/target: missing group"):
-        rec.load_target(valid_file)

@@ -123,28 +123,41 @@ def test_input_files_give_the_same_recording(tmp_path, writer, suffix):
         np.testing.assert_array_equal(from_file.spikes[name], direct.spikes[name])
 
 
-def test_command_line(tmp_path):
-    movies = _movies()
-    _write_h5(tmp_path / "in.h5", movies)
-    out = tmp_path / "retina.h5"
+def _importer(*flags):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rsnn_jax.data.retina",
-            f"--input={tmp_path / 'in.h5'}",
-            f"--out={out}",
-            "--num_validation_repeats=1",
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.import_retina", *flags],
         cwd=root,
         capture_output=True,
         text=True,
         env=dict(os.environ, JAX_PLATFORMS="cpu"),
         timeout=120,
     )
+
+
+def test_command_line(tmp_path):
+    movies = _movies()
+    _write_h5(tmp_path / "in.h5", movies)
+    out = tmp_path / "retina.h5"
+    result = _importer(
+        f"--input={tmp_path / 'in.h5'}", f"--out={out}", "--num_validation_repeats=1"
+    )
     assert result.returncode == 0, result.stderr
     loaded = load_recording(out)
     np.testing.assert_array_equal(loaded.splits["validation"]["repeated_1"], [3])
     np.testing.assert_array_equal(loaded.spikes["repeated_2"], movies["repeated_2"].spikes)
     assert loaded.attrs["input_file"] == "in.h5"
+
+
+def test_command_line_mistakes_end_in_one_line(tmp_path):
+    _write_h5(tmp_path / "in.h5", _movies())
+    cases = [
+        ((f"--input={tmp_path / 'missing.h5'}",), "--input: no such file"),
+        ((f"--input={tmp_path / 'in.h5'}", "--test_repeated=nope"), "nope"),
+    ]
+    for flags, message in cases:
+        result = _importer(*flags, f"--out={tmp_path / 'out.h5'}")
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and message in line, line

@@ -119,7 +119,8 @@ def test_a_killed_two_process_run_resumes_to_the_same_parameters(reference, tmp_
 
 @pytest.mark.slow
 def test_an_experiment_module_runs_as_a_two_process_job(tmp_path):
-    from rsnn_jax.data import recording, synthetic
+    from rsnn_jax import synthetic
+    from rsnn_jax.data import recording
 
     data = synthetic.make_v1_like(
         0,

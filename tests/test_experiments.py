@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from experiments import common
-from rsnn_jax import experiment, losses
-from rsnn_jax.data import recording, synthetic
+from rsnn_jax import experiment, losses, synthetic
+from rsnn_jax.data import recording
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

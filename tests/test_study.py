@@ -26,8 +26,8 @@ import json
 import numpy as np
 import pytest
 
-from rsnn_jax import experiment, study
-from rsnn_jax.data import recording, synthetic
+from rsnn_jax import experiment, study, synthetic
+from rsnn_jax.data import recording
 
 SEEDS = (0,)
 # With pytest-xdist (`--dist loadgroup`), the tests sharing the fitted study run in one worker.

@@ -1,4 +1,8 @@
-"""Recordings: one HDF5 layout, importers, synthetic ground truth and batching (docs/data.md)."""
+"""Recordings: one HDF5 layout, its importers and batching (docs/data.md).
+
+A plain NumPy / h5py layer: nothing here imports JAX or the model; the synthetic ground
+truth is ``rsnn_jax.synthetic`` and its model I/O ``rsnn_jax.ground_truth``.
+"""
 
 from rsnn_jax.data.batching import (
     Batch,
@@ -14,9 +18,7 @@ from rsnn_jax.data.recording import (
     DataError,
     Problem,
     Recording,
-    Target,
     load_recording,
-    load_target,
     save_recording,
     validate_recording,
 )
@@ -28,11 +30,9 @@ __all__ = [
     "DataError",
     "Problem",
     "Recording",
-    "Target",
     "TrialBatcher",
     "first_usable_bin",
     "load_recording",
-    "load_target",
     "make_batch",
     "make_clip_batch",
     "make_trial_batch",

@@ -34,9 +34,9 @@ uint8 frames are scaled to [0, 1]; ``image_size`` resizes by area averaging
 the NWB path it concerns, e.g. ``/intervals/trials: missing (the file has no trials
 table)``.
 
-Command line::
+Command line (``experiments/import_nwb.py``)::
 
-    python -m rsnn_jax.data.nwb --nwb=session.nwb --out=session.h5 [--bin_width_s=0.04] \\
+    python -m experiments.import_nwb --nwb=session.nwb --out=session.h5 [--bin_width_s=0.04] \\
         [--stimulus=NAME | --presentations=NAME --template=NAME] [--movie_column=movie] \\
         [--image_size=27] [--num_bins=650] [--units=0,3,5] [--split=80,30,10]
 """
@@ -49,7 +49,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rsnn_jax.data.recording import SPLITS, DataError, Problem, Recording, save_recording
+from rsnn_jax.data.recording import SPLITS, DataError, Problem, Recording
 
 DEFAULT_MOVIE = "movie"
 
@@ -524,56 +524,3 @@ def summary(recording: Recording) -> str:
         + ", ".join(f"{s} {sum(len(t) for t in m.values())}" for s, m in recording.splits.items())
     )
     return "\n".join(lines)
-
-
-def main(argv):
-    del argv
-    from absl import flags
-
-    flag = flags.FLAGS
-    try:
-        recording = import_nwb(
-            flag.nwb,
-            bin_width_s=flag.bin_width_s,
-            stimulus=flag.stimulus,
-            presentations=flag.presentations,
-            template=flag.template,
-            frame_column=flag.frame_column,
-            movie_column=flag.movie_column,
-            split_column=flag.split_column,
-            split=[int(s) for s in flag.split] if flag.split else None,
-            units=[int(u) for u in flag.units] if flag.units else None,
-            num_bins=flag.num_bins,
-            image_size=flag.image_size,
-        )
-        save_recording(flag.out, recording)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from None
-    print(summary(recording))
-    print(f"wrote {flag.out}")
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("nwb", None, "Input NWB file (units table, trials table, stimulus).")
-    flags.DEFINE_string("out", None, "Output HDF5 recording.")
-    flags.DEFINE_float("bin_width_s", 0.04, "Bin width in seconds.")
-    flags.DEFINE_string("stimulus", None, "Stimulus ImageSeries name (default: the only one).")
-    flags.DEFINE_string("presentations", None, "Presentation table in /intervals (frames).")
-    flags.DEFINE_string("template", None, "ImageSeries the presentation table indexes.")
-    flags.DEFINE_string("frame_column", "frame", "Frame-index column of --presentations.")
-    flags.DEFINE_string("movie_column", None, "Trials column naming each trial's movie.")
-    flags.DEFINE_string("split_column", None, "Trials column with train/test/validation.")
-    flags.DEFINE_list("split", None, "Trials per movie for train, test, validation.")
-    flags.DEFINE_list("units", None, "Unit ids to keep (default: all).")
-    flags.DEFINE_integer("num_bins", None, "Keep the first num_bins bins of every trial.")
-    flags.DEFINE_integer("image_size", None, "Resize frames to image_size × image_size.")
-    flags.mark_flags_as_required(["nwb", "out"])
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

@@ -26,23 +26,22 @@ Processing, as in the paper and the official notebook ``convert_data_to_npy.ipyn
    the kept window) and an SNR array read from the spike file (``snr_variable``);
 6. the official split: trials 0–79 train, 80–109 test, 110–119 validation.
 
-Command line::
+Command line (``experiments/import_pvc11.py``)::
 
-    python -m rsnn_jax.data.pvc11 --events=data_monkey1_natural_movie.mat \\
+    python -m experiments.import_pvc11 --events=data_monkey1_natural_movie.mat \\
         --movie=natural_movie.mat --out=v1.h5
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 
 import h5py
 import numpy as np
 
-from rsnn_jax.data.recording import DataError, Problem, Recording, save_recording
+from rsnn_jax.data.recording import DataError, Problem, Recording
 
 MOVIE = "natural"
 OFFICIAL_SPLIT = (80, 30, 10)  # train, test, validation trials, in that order
@@ -383,66 +382,3 @@ def summary(recording: Recording) -> str:
         + ", ".join(f"{s} {sum(len(t) for t in m.values())}" for s, m in recording.splits.items()),
     ]
     return "\n".join(lines)
-
-
-def _fail(message: str) -> None:
-    """A user mistake: one line on stderr, exit code 2, no traceback."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def main(argv):
-    del argv
-    from absl import flags
-
-    flag = flags.FLAGS
-    for name in ("events", "movie"):
-        if not os.path.isfile(flag[name].value):
-            _fail(f"--{name}: no such file {flag[name].value!r}")
-    try:
-        units = [int(u) for u in flag.units] if flag.units else None
-        split = [int(s) for s in flag.split]
-    except ValueError:
-        _fail("--units and --split take integers, e.g. --split=80,30,10")
-    try:
-        recording = import_pvc11(
-            flag.events,
-            flag.movie,
-            image_size=flag.image_size,
-            bin_width_s=flag.bin_width_s,
-            keep_seconds=flag.keep_seconds,
-            units=units,
-            min_rate_hz=flag.min_rate_hz,
-            min_snr=flag.min_snr,
-            snr_variable=flag.snr_variable,
-            split=split,
-        )
-    except ValueError as err:  # DataError included: what is wrong, in which file
-        _fail(" ".join(str(err).split()))
-    save_recording(flag.out, recording)
-    print(summary(recording))
-    print(f"wrote {flag.out}")
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("events", None, "Spike file with data.EVENTS (MATLAB v5 or v7.3).")
-    flags.DEFINE_string("movie", None, "Movie file with M (uint8 H×W×frames).")
-    flags.DEFINE_string("out", "v1.h5", "Output HDF5 recording.")
-    flags.DEFINE_integer("image_size", 27, "Frames are resized to image_size × image_size.")
-    flags.DEFINE_float("bin_width_s", 0.04, "Bin width in seconds.")
-    flags.DEFINE_float("keep_seconds", 26.0, "Keep the last this many seconds.")
-    flags.DEFINE_list("units", None, "Unit indices to keep (default: all).")
-    flags.DEFINE_float("min_rate_hz", None, "Keep units with at least this mean rate.")
-    flags.DEFINE_float("min_snr", None, "Keep units with at least this SNR (snr_variable).")
-    flags.DEFINE_string("snr_variable", None, "Dotted name of the SNR array in --events.")
-    flags.DEFINE_list("split", ["80", "30", "10"], "Trials for train, test, validation.")
-    flags.mark_flags_as_required(["events", "movie"])
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

@@ -22,7 +22,9 @@ The ``/target`` group holds a ``model.Model`` and its ``model.ModelParams``:
 bias [N]}``, ``/target/encoder/<Flax path>`` (e.g. ``/target/encoder/params/SpatialCNN_0/
 Conv_0/kernel``) and attrs ``encoder`` (class name), ``encoder_config`` (JSON of the module's
 fields), ``num_visible``, ``num_hidden``, ``num_delays``, ``threshold``, ``temperature``,
-``dampening``. ``load_target`` rebuilds both.
+``dampening``. This module validates the group's attributes and shapes; writing and
+rebuilding the model are the model layer's (``rsnn_jax.ground_truth``): this module
+imports only NumPy and h5py.
 
 Files are only read after ``validate_recording`` found no problem; every problem is reported
 with the HDF5 path it concerns, e.g. ``/spikes/natural: expected 3 dimensions [trials, bins,
@@ -70,20 +72,6 @@ class DataError(ValueError):
         super().__init__(f"{source}: {len(self.problems)} problem(s):\n{lines}")
 
 
-class Target(NamedTuple):
-    """The ground-truth model of a synthetic data set.
-
-    Attributes:
-      model: ``rsnn_jax.model.Model`` (encoder module + network config; visible neurons are the
-        recorded ones, in the order of the spikes' last axis).
-      params: ``rsnn_jax.model.ModelParams`` (encoder variables, network params in the package
-        layout ``recurrent_weights[d − 1, pre, post]``).
-    """
-
-    model: Any
-    params: Any
-
-
 @dataclasses.dataclass
 class Recording:
     """A multi-trial recording in memory (the HDF5 layout of this module).
@@ -97,7 +85,9 @@ class Recording:
       neuron_ids: int64 [N], ids of the recorded neurons in the source (e.g. unit indices).
       attrs: provenance (source files, importer, options, clipping counts, …): str, number or
         bool values, or lists/arrays of them.
-      target: ground truth of a synthetic data set, or None.
+      target: the ground-truth model of a synthetic data set (an
+        ``rsnn_jax.ground_truth.Target``), or None. ``save_recording`` asks it to fill the
+        ``/target`` group (its ``write(group)`` method), so this module needs no model code.
     """
 
     stimuli: dict[str, np.ndarray]
@@ -107,7 +97,7 @@ class Recording:
     splits: dict[str, dict[str, np.ndarray]]
     neuron_ids: np.ndarray
     attrs: dict = dataclasses.field(default_factory=dict)
-    target: Target | None = None
+    target: Any = None
 
     @property
     def movies(self) -> tuple[str, ...]:
@@ -555,7 +545,8 @@ def load_recording(path: str | os.PathLike, *, clip_counts: bool = False) -> Rec
 
     Returns:
       Recording (stimuli float32, spikes uint8, splits int64). ``target`` is left None: use
-      ``load_target`` for the ground truth of a synthetic file (it needs JAX and Flax).
+      ``rsnn_jax.ground_truth.load_target`` for the ground truth of a synthetic file (it
+      needs JAX and Flax).
 
     Raises:
       DataError: listing every problem found, each with its HDF5 path.
@@ -612,8 +603,15 @@ def save_recording(path: str | os.PathLike, recording: Recording) -> None:
       recording: the recording; spikes must be binary.
 
     Raises:
+      TypeError: if ``recording.target`` is neither None nor an object with ``write(group)``.
       DataError: if the written file does not validate (nothing is left at ``path`` then).
     """
+    target = recording.target
+    if target is not None and not callable(getattr(target, "write", None)):
+        raise TypeError(
+            "save_recording: recording.target must be None or an rsnn_jax.ground_truth.Target, "
+            f"got {type(target).__name__}"
+        )
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     handle, temporary = tempfile.mkstemp(suffix=".h5.tmp", dir=directory)
@@ -649,8 +647,8 @@ def save_recording(path: str | os.PathLike, recording: Recording) -> None:
                 group = splits.create_group(split, track_order=True)
                 for movie, trials in movies.items():
                     group.create_dataset(movie, data=np.asarray(trials, np.int64))
-            if recording.target is not None:
-                _write_target(f, recording.target)
+            if target is not None:
+                target.write(f.create_group("target"))
         problems = validate_recording(temporary)
         if problems:
             raise DataError(problems, f"save_recording({path!r})")
@@ -661,156 +659,3 @@ def save_recording(path: str | os.PathLike, recording: Recording) -> None:
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-
-
-# ----------------------------------------------------------------------------- target
-
-
-def _flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
-    flat = {}
-    for key, value in tree.items():
-        name = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _encoder_config(encoder) -> dict:
-    config = {}
-    for field in dataclasses.fields(encoder):
-        if field.name in ("parent", "name"):
-            continue
-        value = getattr(encoder, field.name)
-        config[field.name] = list(value) if isinstance(value, tuple) else value
-    return config
-
-
-def _write_target(f: h5py.File, target: Target) -> None:
-    model, params = target
-    group = f.create_group("target")
-    config = model.network
-    group.attrs["encoder"] = type(model.encoder).__name__
-    group.attrs["encoder_config"] = json.dumps(_encoder_config(model.encoder), sort_keys=True)
-    for name in ("num_visible", "num_hidden", "num_delays"):
-        group.attrs[name] = int(getattr(config, name))
-    for name in ("threshold", "temperature", "dampening"):
-        group.attrs[name] = float(getattr(config, name))
-    group.attrs["recurrent_weights_layout"] = "[delay - 1, pre, post]"
-    for name, value in _flatten(params.encoder).items():
-        group.create_dataset(f"encoder/{name}", data=np.asarray(value, np.float32))
-    for name in ("input_weights", "recurrent_weights", "bias"):
-        group.create_dataset(
-            f"network/{name}", data=np.asarray(getattr(params.network, name), np.float32)
-        )
-
-
-def _encoder_classes() -> dict:
-    from rsnn_jax import encoders
-
-    return {"V1Encoder": encoders.V1Encoder, "RetinaEncoder": encoders.RetinaEncoder}
-
-
-def load_target(path: str | os.PathLike, *, encoder=None) -> Target:
-    """Rebuilds the ground-truth model of a synthetic recording file.
-
-    Args:
-      path: an HDF5 recording with a ``/target`` group.
-      encoder: the encoder module, for encoders other than ``V1Encoder``/``RetinaEncoder``
-        (rebuilt from the stored class name and configuration otherwise).
-
-    Returns:
-      Target(model: ``model.Model``, params: ``model.ModelParams``); unpack as
-      ``target_model, target_params = load_target(path)``. The network's first
-      ``num_visible`` neurons are the recorded ones; connectivity R² uses
-      ``params.network.recurrent_weights[:, :num_visible, :num_visible]``.
-
-    Raises:
-      DataError: if the file or its target is malformed, or the stored encoder variables do
-        not match the encoder's own variable tree.
-    """
-    import jax
-
-    from rsnn_jax import model as model_lib
-    from rsnn_jax import network
-
-    problems = validate_recording(path)
-    with h5py.File(path, "r") as f:
-        if "target" not in f:
-            problems.append(Problem("/target", "missing group: this recording has no target"))
-        if problems:
-            raise DataError(problems, os.fspath(path))
-        group = f["target"]
-        attrs = group.attrs
-        if encoder is None:
-            name = _as_str(attrs["encoder"])
-            classes = _encoder_classes()
-            if name not in classes:
-                raise DataError(
-                    [Problem("/target", f"unknown encoder class {name!r}; pass encoder=")],
-                    os.fspath(path),
-                )
-            config = json.loads(_as_str(attrs["encoder_config"]))
-            config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-            encoder = classes[name](**config)
-        net_config = network.NetworkConfig(
-            num_visible=int(attrs["num_visible"]),
-            num_hidden=int(attrs["num_hidden"]),
-            num_delays=int(attrs["num_delays"]),
-            threshold=float(attrs.get("threshold", 0.4)),
-            temperature=float(attrs.get("temperature", 1.0)),
-            dampening=float(attrs.get("dampening", 0.3)),
-        )
-        flat = {}
-        group["encoder"].visititems(
-            lambda name, node: flat.__setitem__(name, node[()]) if _is_dataset(node) else None
-        )
-        network_params = network.NetworkParams(
-            **{
-                k: np.asarray(group["network"][k][()], np.float32)
-                for k in network.NetworkParams._fields
-            }
-        )
-        frame_shape = next(iter(f["stimuli"].values())).shape[1:]
-    target_model = model_lib.Model(encoder, net_config)
-    clip = (target_model.receptive_field + 1,) + tuple(frame_shape)
-    features, variables = jax.eval_shape(
-        lambda c: encoder.init_with_output(jax.random.key(0), c),
-        jax.ShapeDtypeStruct(clip, np.float32),
-    )
-    expected = _flatten(variables)
-    wrong = [
-        Problem(
-            f"/target/encoder/{k}",
-            f"expected shape {list(v.shape)}, got "
-            f"{list(flat[k].shape) if k in flat else 'nothing'}",
-        )
-        for k, v in expected.items()
-        if k not in flat or flat[k].shape != v.shape
-    ]
-    wrong += [
-        Problem(f"/target/encoder/{k}", "not a variable of the encoder")
-        for k in flat
-        if k not in expected
-    ]
-    if network_params.input_weights.shape[0] != features.shape[-1]:
-        wrong.append(
-            Problem(
-                "/target/network/input_weights",
-                f"{network_params.input_weights.shape[0]} rows, but the encoder gives "
-                f"{features.shape[-1]} features for {list(frame_shape)} frames",
-            )
-        )
-    if wrong:
-        raise DataError(wrong, os.fspath(path))
-    encoder_params: dict = {}
-    for key, value in flat.items():
-        node = encoder_params
-        *parents, leaf = key.split("/")
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = np.asarray(value, np.float32)
-    return Target(
-        target_model, model_lib.ModelParams(encoder=encoder_params, network=network_params)
-    )

@@ -19,9 +19,9 @@ Split (appendix A): train on the unrepeated movie plus one repeated movie, test 
 other repeated movie; optionally hold out the last repeats of the training repeated movie
 as validation.
 
-Command line::
+Command line (``experiments/import_retina.py``)::
 
-    python -m rsnn_jax.data.retina --input=checkerboard.h5 --unrepeated=unrepeated \\
+    python -m experiments.import_retina --input=checkerboard.h5 --unrepeated=unrepeated \\
         --train_repeated=repeated_1 --test_repeated=repeated_2 --out=retina.h5
 """
 
@@ -35,7 +35,7 @@ from typing import NamedTuple
 import h5py
 import numpy as np
 
-from rsnn_jax.data.recording import DataError, Problem, Recording, save_recording
+from rsnn_jax.data.recording import DataError, Problem, Recording
 
 BIN_WIDTH_S = 1.0 / 600.0  # 1.667 ms
 
@@ -118,8 +118,18 @@ def appendix_a_split(
 
     Returns:
       split → movie → int64 trial indices.
+
+    Raises:
+      ValueError: a movie name that ``num_trials`` lacks, or a bad ``num_validation_repeats``.
     """
     names = lambda x: [x] if isinstance(x, str) else list(x)  # noqa: E731
+    unknown = [
+        m
+        for m in names(unrepeated) + names(train_repeated) + names(test_repeated)
+        if m not in num_trials
+    ]
+    if unknown:
+        raise ValueError(f"unknown movie(s) {unknown}; the recording has {list(num_trials)}")
     splits: dict[str, dict[str, np.ndarray]] = {"train": {}, "test": {}}
     for movie in names(unrepeated):
         splits["train"][movie] = np.arange(num_trials[movie])
@@ -249,53 +259,3 @@ def read_retina_file(path: str | os.PathLike) -> dict[str, RetinaMovie]:
             repeated=bool(entry["repeated"]) if "repeated" in entry else None,
         )
     return movies
-
-
-def main(argv):
-    del argv
-    from absl import flags
-
-    flag = flags.FLAGS
-    movies = read_retina_file(flag.input)
-    splits = appendix_a_split(
-        flag.unrepeated,
-        flag.train_repeated,
-        flag.test_repeated,
-        {name: movie.spikes.shape[0] for name, movie in movies.items()},
-        flag.num_validation_repeats,
-    )
-    recording = import_retina(
-        movies,
-        splits,
-        bin_width_s=flag.bin_width_s,
-        clip_counts=flag.clip_counts,
-        attrs={"input_file": os.path.basename(flag.input)},
-    )
-    save_recording(flag.out, recording)
-    for name, spikes in recording.spikes.items():
-        print(
-            f"{name}: {spikes.shape[0]} trials × {spikes.shape[1]} bins × {spikes.shape[2]} "
-            f"cells, spike probability per bin {spikes.mean():.4f}"
-        )
-    print(f"clipped {recording.attrs['num_clipped_spikes']} spikes; wrote {flag.out}")
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_string("input", None, "Input file (HDF5 or .npz, see the module docstring).")
-    flags.DEFINE_list("unrepeated", ["unrepeated"], "Unrepeated movie(s): training.")
-    flags.DEFINE_list("train_repeated", ["repeated_1"], "Repeated movie(s) for training.")
-    flags.DEFINE_list("test_repeated", ["repeated_2"], "Repeated movie(s) for testing.")
-    flags.DEFINE_integer("num_validation_repeats", 0, "Repeats held out for validation.")
-    flags.DEFINE_float("bin_width_s", BIN_WIDTH_S, "Bin width in seconds.")
-    flags.DEFINE_bool("clip_counts", False, "Clip counts > 1 to 1 (reported).")
-    flags.DEFINE_string("out", "retina.h5", "Output HDF5 recording.")
-    flags.mark_flags_as_required(["input"])
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

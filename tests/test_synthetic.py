@@ -1,11 +1,15 @@
 """Synthetic ground truth: determinism, documented rates, target structure and round trip."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 
-from rsnn_jax import model, network
-from rsnn_jax.data import batching, recording, synthetic
+from rsnn_jax import ground_truth, model, network, synthetic
+from rsnn_jax.data import batching, recording
 
 V1_TINY = dict(num_visible=12, num_trials=40, num_frames=150, image_size=9, split=(30, 6, 4))
 RETINA_TINY = dict(
@@ -86,7 +90,7 @@ def test_v1_like_target_round_trip_and_alignment(v1, tmp_path):
     cross-entropy on the data is lowest at the stored alignment."""
     path = tmp_path / "v1.h5"
     recording.save_recording(path, v1)
-    target_model, params = recording.load_target(path)
+    target_model, params = ground_truth.load_target(path)
     assert target_model == v1.target.model
     loaded = recording.load_recording(path)
     r, d = target_model.receptive_field, target_model.network.num_delays
@@ -218,3 +222,33 @@ def test_retina_like_validation_movie_is_new_stimulus():
             other = data.stimuli[train_movie]
             n = min(len(other), len(data.stimuli[name]))
             assert not np.array_equal(other[:n], data.stimuli[name][:n])
+
+
+def _make_synthetic(*flags):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.make_synthetic", *flags],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        timeout=300,
+    )
+
+
+def test_command_line_writes_the_data_set_with_its_target(tmp_path):
+    out = tmp_path / "v1.h5"
+    tiny = ("--num_trials=6", "--num_frames=40", "--image_size=9", "--split=3,2,1")
+    result = _make_synthetic(f"--out={out}", "--num_hidden=2", *tiny)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out}" in result.stdout
+    direct = synthetic.make_v1_like(
+        0, num_hidden=2, num_trials=6, num_frames=40, image_size=9, split=(3, 2, 1)
+    )
+    np.testing.assert_array_equal(
+        recording.load_recording(out).spikes["natural"], direct.spikes["natural"]
+    )
+    assert ground_truth.load_target(out).model == direct.target.model
+    bad = _make_synthetic(f"--out={tmp_path / 'bad.h5'}", "--split=a,b,c", *tiny[:3])
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "error: --split takes integers, e.g. 80,30,10; got ['a', 'b', 'c']"

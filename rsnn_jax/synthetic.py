@@ -7,7 +7,8 @@ has, and the recording is sampled from them exactly as an experiment would recor
 * the target is an ``rsnn_jax.model.Model`` of the same class as the one an experiment fits
   (V1: ``V1Encoder`` + ``NetworkConfig(num_visible=69, num_hidden, num_delays=9)``; retina:
   ``RetinaEncoder(temporal_kernel=300)`` + ``NetworkConfig(num_visible=25,
-  num_delays=24)``), stored with the data under ``/target`` (``recording.load_target``);
+  num_delays=24)``), returned as ``Recording.target`` (an ``rsnn_jax.ground_truth.Target``)
+  and stored with the data under ``/target`` (``ground_truth.load_target`` reads it back);
 * encoder: the Flax initialisation (V1) or that plus hand-set biphasic temporal filters
   (retina: latencies 35–120 ms, ON and OFF);
 * stimulus drive: each neuron reads the encoder's features through a spatially localised
@@ -35,10 +36,11 @@ has, and the recording is sampled from them exactly as an experiment would recor
 Everything is a pure function of ``seed``. ``summarize`` measures the rates, the fraction
 of bins with spikes and the noise-correlation range (appendix C, eqs. 8–10).
 
-Command line::
+This is model-layer code (it builds and simulates networks), kept out of the NumPy/h5py
+data layer ``rsnn_jax.data``. Command line (``experiments/make_synthetic.py``)::
 
-    python -m rsnn_jax.data.synthetic --kind=v1 --out=synthetic_v1.h5 [--num_hidden=431]
-    python -m rsnn_jax.data.synthetic --kind=retina --out=synthetic_retina.h5
+    python -m experiments.make_synthetic --kind=v1 --out=synthetic_v1.h5 [--num_hidden=431]
+    python -m experiments.make_synthetic --kind=retina --out=synthetic_retina.h5
 """
 
 from __future__ import annotations
@@ -53,7 +55,9 @@ import numpy as np
 
 from rsnn_jax import encoders, metrics, network
 from rsnn_jax import model as model_lib
-from rsnn_jax.data.recording import Recording, Target
+from rsnn_jax.data.recording import Recording
+from rsnn_jax.data.retina import appendix_a_split
+from rsnn_jax.ground_truth import Target
 
 V1_BIN_WIDTH_S = 0.04
 RETINA_BIN_WIDTH_S = 1.0 / 600.0
@@ -183,6 +187,27 @@ def _scale_readout(readout: np.ndarray, features: np.ndarray, drive_std: np.ndar
     std = drive.std(axis=0)
     scale = drive_std / np.maximum(std, 1e-8)
     return readout * scale, drive.mean(axis=0) * scale
+
+
+def _input_weights(
+    rng: np.random.Generator,
+    map_shape: tuple[int, int, int],
+    features: np.ndarray,
+    num_neurons: int,
+    width_divisor: float,
+    spread: tuple[float, float],
+    gain: float,
+    scale: float,
+) -> np.ndarray:
+    """W_in [F, N]: each neuron reads a localised patch of the [h, w, C] feature map (width
+    h / ``width_divisor``), scaled so that its drive on ``features`` [T, F] has a standard
+    deviation of ``gain`` × U(``spread``) logit units (``scale``: logit per unit of u)."""
+    readout = _localised_readout(
+        rng, map_shape, num_neurons, width=max(map_shape[0] / width_divisor, 0.8)
+    )
+    drive_std = gain * rng.uniform(*spread, size=num_neurons) / scale
+    input_weights, _ = _scale_readout(readout, features, drive_std)
+    return input_weights
 
 
 def _design_recurrent(
@@ -344,6 +369,27 @@ def _feedforward_bias(drive: np.ndarray, target_rates: np.ndarray, config) -> np
     return (low + high) / 2
 
 
+def _calibrated_params(
+    input_weights: np.ndarray,
+    recurrent: np.ndarray,
+    drive: np.ndarray,
+    features: Sequence[np.ndarray],
+    rates: np.ndarray,
+    config: network.NetworkConfig,
+    key: jax.Array,
+    **calibration,
+) -> network.NetworkParams:
+    """Network params whose biases give ``rates``: first without recurrence on the stimulus
+    ``drive`` [T, N] (``_feedforward_bias``), then on free runs over ``features``
+    (``_calibrate_bias``, keyword arguments ``calibration``)."""
+    params = network.NetworkParams(
+        input_weights=jnp.asarray(input_weights, jnp.float32),
+        recurrent_weights=jnp.asarray(recurrent, jnp.float32),
+        bias=jnp.asarray(_feedforward_bias(drive, rates, config), jnp.float32),
+    )
+    return _calibrate_bias(params, config, features, rates, key, **calibration)
+
+
 def _sample(run, params, features, key, num_trials, chunk, drop_bins) -> np.ndarray:
     """uint8 [num_trials, bins − drop_bins, N] free-run samples, ``chunk`` trials per call."""
     parts = []
@@ -354,6 +400,18 @@ def _sample(run, params, features, key, num_trials, chunk, drop_bins) -> np.ndar
 
 
 # ----------------------------------------------------------------------------- V1-like
+
+
+def _ordered_split(num_trials: int, split: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+    """Trials in order: (train, test, validation) counts → split → {"natural": indices}."""
+    num_train, num_test, num_validation = (int(s) for s in split)
+    trials = np.arange(num_trials)
+    splits = {"train": {"natural": trials[:num_train]}}
+    if num_test:
+        splits["test"] = {"natural": trials[num_train : num_train + num_test]}
+    if num_validation:
+        splits["validation"] = {"natural": trials[num_train + num_test :]}
+    return splits
 
 
 def make_v1_like(
@@ -429,9 +487,7 @@ def make_v1_like(
     scale = config.temperature / config.threshold  # logit per unit of u
 
     map_shape = _feature_map_shape(image_size, image_size, encoder.features[-1])
-    readout = _localised_readout(rng, map_shape, n, width=max(map_shape[0] / 5, 0.8))
-    drive_std = stimulus_gain * rng.uniform(0.7, 1.3, size=n) / scale
-    input_weights, _ = _scale_readout(readout, features, drive_std)
+    input_weights = _input_weights(rng, map_shape, features, n, 5, (0.7, 1.3), stimulus_gain, scale)
 
     rates = _log_normal_rates(rng, n, median_rate, 0.5, 0.03, 0.35)
     recurrent, structure = _design_recurrent(
@@ -448,18 +504,13 @@ def make_v1_like(
         assembly_gain=assembly_gain,
         refractory_strength=refractory_strength,
     )
-    drive = features @ input_weights
-    bias = _feedforward_bias(drive, rates, config)
-    params = network.NetworkParams(
-        input_weights=jnp.asarray(input_weights, jnp.float32),
-        recurrent_weights=jnp.asarray(recurrent, jnp.float32),
-        bias=jnp.asarray(bias, jnp.float32),
-    )
-    params = _calibrate_bias(
-        params,
-        config,
+    params = _calibrated_params(
+        input_weights,
+        recurrent,
+        features @ input_weights,
         [features],
         rates,
+        config,
         calibration_key,
         num_trials=num_calibration_trials,
         num_iterations=num_calibration_iterations,
@@ -471,17 +522,10 @@ def make_v1_like(
     spikes = _sample(run, params, features, sample_key, num_trials, chunk, burn_in_bins)
     visible = spikes[:, :, :num_visible]
 
-    num_train, num_test, num_validation = (int(s) for s in split)
-    trials = np.arange(num_trials)
-    splits = {"train": {"natural": trials[:num_train]}}
-    if num_test:
-        splits["test"] = {"natural": trials[num_train : num_train + num_test]}
-    if num_validation:
-        splits["validation"] = {"natural": trials[num_train + num_test :]}
     hidden_rate = float(spikes[:, :, num_visible:].mean()) if num_hidden else float("nan")
     attrs = {
         "source": "synthetic",
-        "generator": "rsnn_jax.data.synthetic.make_v1_like",
+        "generator": "rsnn_jax.synthetic.make_v1_like",
         "seed": int(seed),
         "num_hidden": int(num_hidden),
         "burn_in_bins": int(burn_in_bins),
@@ -501,7 +545,7 @@ def make_v1_like(
         spikes={"natural": visible},
         bin_width_s=V1_BIN_WIDTH_S,
         repeated={"natural": True},
-        splits=splits,
+        splits=_ordered_split(num_trials, split),
         neuron_ids=np.arange(num_visible, dtype=np.int64),
         attrs=attrs,
         target=Target(
@@ -621,6 +665,97 @@ def _retina_recurrent(
     return recurrent
 
 
+def _retina_movie(
+    rng: np.random.Generator, condition: str, num_bins: int, image_size: int, frame_bins: dict
+) -> np.ndarray:
+    """float32 [num_bins, image_size, image_size] frames of a stimulus ``condition``
+    (``frame_bins``: condition → bins per frame)."""
+    if condition == "checkerboard":
+        return checkerboard_movie(rng, num_bins, image_size, frame_bins[condition])
+    if condition == "moving_bars":
+        return moving_bars_movie(rng, num_bins, image_size, frame_bins=frame_bins[condition])
+    raise ValueError(f"make_retina_like: unknown condition {condition!r}")
+
+
+def _retina_movies(
+    rng: np.random.Generator,
+    conditions: Sequence[str],
+    parts: dict[str, tuple[int, int]],
+    lead: int,
+    image_size: int,
+    frame_bins: dict,
+) -> dict[str, tuple[np.ndarray, int]]:
+    """``<condition>_<suffix>`` → (frames [lead + bins, H, W], trials) for every condition
+    and every ``parts`` suffix → (bins, trials), drawn in that order."""
+    return {
+        f"{condition}_{suffix}": (
+            _retina_movie(rng, condition, lead + num_bins, image_size, frame_bins),
+            trials,
+        )
+        for condition in conditions
+        for suffix, (num_bins, trials) in parts.items()
+    }
+
+
+def _sample_movies(params, config, movies: dict, features: dict, key, lead: int, burn_in: int):
+    """Free runs of every movie: (stimuli, spikes, repeated) dicts of the stored bins.
+
+    ``movies``: name → (frames [lead + T, H, W], trials); ``features``: name → [lead + T, F].
+    Each movie's first ``lead`` bins (encoder context and burn-in) are dropped.
+    """
+    stimuli, spikes, repeated = {}, {}, {}
+    runs = {}
+    for index, (name, (frames, trials)) in enumerate(movies.items()):
+        if trials not in runs:
+            runs[trials] = _simulate_fn(config, trials)
+        movie_key = jax.random.fold_in(key, index)
+        spikes[name] = _sample(
+            runs[trials], params, features[name], movie_key, trials, trials, burn_in
+        )
+        stimuli[name] = frames[lead:]
+        repeated[name] = trials > 1
+    return stimuli, spikes, repeated
+
+
+def _retina_splits(
+    conditions: Sequence[str], spikes: dict, num_validation_repeats: int, with_validation: bool
+) -> dict[str, dict[str, np.ndarray]]:
+    """Appendix A per condition, plus the ``<condition>_validation`` movies if any."""
+    splits = appendix_a_split(
+        [f"{c}_unrepeated" for c in conditions],
+        [f"{c}_repeated_1" for c in conditions],
+        [f"{c}_repeated_2" for c in conditions],
+        {name: s.shape[0] for name, s in spikes.items()},
+        num_validation_repeats,
+    )
+    if with_validation:
+        # Model selection on stimulus the fit never trained on (not repeats of a training
+        # movie, which reward memorising that movie).
+        splits.setdefault("validation", {}).update(
+            {f"{c}_validation": np.arange(1) for c in conditions}
+        )
+    return splits
+
+
+def _retina_encoder_variables(
+    encoder: encoders.RetinaEncoder,
+    key: jax.Array,
+    rng: np.random.Generator,
+    image_size: int,
+    bin_width_s: float,
+) -> dict:
+    """The target encoder's variables: Flax's initialisation, then hand-set biphasic temporal
+    filters and a subunit-model spatial CNN (NumPy arrays)."""
+    clip = jnp.zeros((encoders.receptive_field_of(encoder), image_size, image_size))
+    variables = jax.tree_util.tree_map(np.asarray, jax.device_get(encoder.init(key, clip)))
+    filters = _biphasic_filters(rng, encoder.temporal_filters, encoder.temporal_kernel, bin_width_s)
+    # Flax's VALID convolution is a cross-correlation: tap k multiplies frame t + k of a clip
+    # whose last frame (k = R − 1) is the bin's own, so tap k has lag R − 1 − k.
+    variables["params"]["temporal"]["kernel"] = filters[::-1, None, :].astype(np.float32)
+    variables["params"]["SpatialCNN_0"] = _subunit_cnn(rng, variables["params"]["SpatialCNN_0"])
+    return variables
+
+
 def make_retina_like(
     seed: int = 0,
     *,
@@ -685,51 +820,28 @@ def make_retina_like(
     target_model = model_lib.Model(encoder, config)
     context = target_model.receptive_field - 1
     scale = config.temperature / config.threshold
-    unrepeated_bins = int(round(unrepeated_s / bin_width_s))
-    repeated_bins = int(round(repeated_s / bin_width_s))
     validation_bins = int(round(validation_s / bin_width_s))
     lead = context + burn_in_bins  # frames before a stored movie's bin 0
-
-    movies = {}
-    for condition in conditions:
-        parts = [
-            ("unrepeated", unrepeated_bins, 1),
-            ("repeated_1", repeated_bins, num_repeats),
-            ("repeated_2", repeated_bins, num_repeats),
-        ]
-        if validation_bins:
-            parts.append(("validation", validation_bins, 1))
-        for suffix, num_bins, trials in parts:
-            if condition == "checkerboard":
-                frames = checkerboard_movie(
-                    rng, lead + num_bins, image_size, checkerboard_frame_bins
-                )
-            elif condition == "moving_bars":
-                frames = moving_bars_movie(
-                    rng, lead + num_bins, image_size, frame_bins=bars_frame_bins
-                )
-            else:
-                raise ValueError(f"make_retina_like: unknown condition {condition!r}")
-            movies[f"{condition}_{suffix}"] = (frames, trials)
+    parts = {  # movie suffix → (bins, trials)
+        "unrepeated": (int(round(unrepeated_s / bin_width_s)), 1),
+        "repeated_1": (int(round(repeated_s / bin_width_s)), num_repeats),
+        "repeated_2": (int(round(repeated_s / bin_width_s)), num_repeats),
+    } | ({"validation": (validation_bins, 1)} if validation_bins else {})
+    frame_bins = {"checkerboard": checkerboard_frame_bins, "moving_bars": bars_frame_bins}
+    movies = _retina_movies(rng, conditions, parts, lead, image_size, frame_bins)
 
     init_key, calibration_key, sample_key = jax.random.split(key, 3)
-    variables = encoder.init(init_key, jnp.zeros((context + 1, image_size, image_size)))
-    variables = jax.tree_util.tree_map(np.asarray, jax.device_get(variables))
-    filters = _biphasic_filters(rng, encoder.temporal_filters, temporal_kernel, bin_width_s)
-    # Flax's VALID convolution is a cross-correlation: tap k multiplies frame t + k of a clip
-    # whose last frame (k = R − 1) is the bin's own, so tap k has lag R − 1 − k.
-    variables["params"]["temporal"]["kernel"] = filters[::-1, None, :].astype(np.float32)
-    variables["params"]["SpatialCNN_0"] = _subunit_cnn(rng, variables["params"]["SpatialCNN_0"])
+    variables = _retina_encoder_variables(encoder, init_key, rng, image_size, bin_width_s)
     features = {
         name: np.asarray(_encode(encoder, variables, frames))
         for name, (frames, _) in movies.items()
     }
 
-    map_shape = _feature_map_shape(image_size, image_size, encoder.features[-1])
-    readout = _localised_readout(rng, map_shape, num_cells, width=max(map_shape[0] / 3, 0.8))
-    drive_std = stimulus_gain * rng.uniform(0.8, 1.2, size=num_cells) / scale
     all_features = np.concatenate(list(features.values()))
-    input_weights, _ = _scale_readout(readout, all_features, drive_std)
+    map_shape = _feature_map_shape(image_size, image_size, encoder.features[-1])
+    input_weights = _input_weights(
+        rng, map_shape, all_features, num_cells, 3, (0.8, 1.2), stimulus_gain, scale
+    )
     recurrent = _retina_recurrent(
         rng,
         num_cells,
@@ -739,54 +851,25 @@ def make_retina_like(
         refractory_strength=refractory_strength,
     )
     rates = _log_normal_rates(rng, num_cells, median_rate, 0.4, 0.01, 0.08)
-    bias = _feedforward_bias(all_features @ input_weights, rates, config)
-    params = network.NetworkParams(
-        input_weights=jnp.asarray(input_weights, jnp.float32),
-        recurrent_weights=jnp.asarray(recurrent, jnp.float32),
-        bias=jnp.asarray(bias, jnp.float32),
-    )
-    unrepeated = [features[f"{c}_unrepeated"] for c in conditions]
-    params = _calibrate_bias(
-        params,
-        config,
-        unrepeated,
+    params = _calibrated_params(
+        input_weights,
+        recurrent,
+        all_features @ input_weights,
+        [features[f"{c}_unrepeated"] for c in conditions],
         rates,
+        config,
         calibration_key,
         num_trials=2,
         num_iterations=num_calibration_iterations,
         skip_bins=burn_in_bins,
     )
 
-    stimuli, spikes, repeated = {}, {}, {}
-    runs = {}
-    for index, (name, (frames, trials)) in enumerate(movies.items()):
-        if trials not in runs:
-            runs[trials] = _simulate_fn(config, trials)
-        movie_key = jax.random.fold_in(sample_key, index)
-        spikes[name] = _sample(
-            runs[trials], params, features[name], movie_key, trials, trials, burn_in_bins
-        )
-        stimuli[name] = frames[lead:]
-        repeated[name] = trials > 1
-
-    from rsnn_jax.data.retina import appendix_a_split
-
-    splits = appendix_a_split(
-        [f"{c}_unrepeated" for c in conditions],
-        [f"{c}_repeated_1" for c in conditions],
-        [f"{c}_repeated_2" for c in conditions],
-        {name: s.shape[0] for name, s in spikes.items()},
-        num_validation_repeats,
+    stimuli, spikes, repeated = _sample_movies(
+        params, config, movies, features, sample_key, lead, burn_in_bins
     )
-    if validation_bins:
-        # Model selection on stimulus the fit never trained on (not repeats of a training
-        # movie, which reward memorising that movie).
-        splits.setdefault("validation", {}).update(
-            {f"{c}_validation": np.arange(1) for c in conditions}
-        )
     attrs = {
         "source": "synthetic",
-        "generator": "rsnn_jax.data.synthetic.make_retina_like",
+        "generator": "rsnn_jax.synthetic.make_retina_like",
         "seed": int(seed),
         "num_hidden": 0,
         "conditions": list(conditions),
@@ -806,7 +889,7 @@ def make_retina_like(
         spikes=spikes,
         bin_width_s=float(bin_width_s),
         repeated=repeated,
-        splits=splits,
+        splits=_retina_splits(conditions, spikes, num_validation_repeats, bool(validation_bins)),
         neuron_ids=np.arange(num_cells, dtype=np.int64),
         attrs=attrs,
         target=Target(target_model, model_lib.ModelParams(encoder=variables, network=params)),
@@ -872,62 +955,3 @@ def format_summary(recording: Recording) -> str:
             )
         lines.append(line)
     return "\n".join(lines)
-
-
-def main(argv):
-    del argv
-    from absl import flags
-
-    from rsnn_jax.data.recording import save_recording
-
-    flag = flags.FLAGS
-    start = time.perf_counter()
-    if flag.kind == "v1":
-        recording = make_v1_like(
-            flag.seed,
-            num_hidden=flag.num_hidden,
-            num_trials=flag.num_trials,
-            num_frames=flag.num_frames,
-            image_size=flag.image_size or 27,
-            split=[int(s) for s in flag.split],
-        )
-    else:
-        recording = make_retina_like(
-            flag.seed,
-            image_size=flag.image_size or 8,
-            conditions=flag.conditions,
-            unrepeated_s=flag.unrepeated_s,
-            repeated_s=flag.repeated_s,
-            num_repeats=flag.num_repeats,
-            num_validation_repeats=flag.num_validation_repeats,
-        )
-    seconds = time.perf_counter() - start
-    save_recording(flag.out, recording)
-    print(format_summary(recording))
-    print(f"generated in {seconds:.1f} s; wrote {flag.out}")
-
-
-def _define_flags():
-    from absl import flags
-
-    flags.DEFINE_enum("kind", "v1", ["v1", "retina"], "Which synthetic data set.")
-    flags.DEFINE_string("out", None, "Output HDF5 recording.")
-    flags.DEFINE_integer("seed", 0, "Seed: the data set is a pure function of it.")
-    flags.DEFINE_integer("num_hidden", 0, "V1: hidden neurons of the target (431: 500 total).")
-    flags.DEFINE_integer("num_trials", 120, "V1: trials.")
-    flags.DEFINE_integer("num_frames", 650, "V1: frames = bins of 40 ms.")
-    flags.DEFINE_list("split", ["80", "30", "10"], "V1: trials for train, test, validation.")
-    flags.DEFINE_integer("image_size", None, "Frame size (default: V1 27, retina 8).")
-    flags.DEFINE_list("conditions", ["checkerboard", "moving_bars"], "Retina: stimulus conditions.")
-    flags.DEFINE_float("unrepeated_s", 20.0, "Retina: unrepeated movie duration (s).")
-    flags.DEFINE_float("repeated_s", 1.5, "Retina: repeated movie duration (s).")
-    flags.DEFINE_integer("num_repeats", 30, "Retina: repeats of each repeated movie.")
-    flags.DEFINE_integer("num_validation_repeats", 0, "Retina: repeats held out for validation.")
-    flags.mark_flags_as_required(["out"])
-
-
-if __name__ == "__main__":
-    from absl import app
-
-    _define_flags()
-    app.run(main)

@@ -385,6 +385,62 @@ def _frame_source(source, nwbfile, stimulus, presentations, template, frame_colu
     return frames, index_of, f"{table_path} (frames of {path})"
 
 
+def _movie_bins(source, movie, rows, lengths, num_bins, bin_width_s) -> int:
+    """Bins per trial of ``movie``: its trials' common length, or ``num_bins`` (then every
+    trial must be at least that long)."""
+    if num_bins is None:
+        if len(set(lengths[rows].tolist())) != 1:
+            _fail(
+                source,
+                "/intervals/trials",
+                f"trials of movie {movie!r} have unequal lengths {sorted(set(lengths[rows]))} "
+                f"bins of {bin_width_s} s (trials {rows.tolist()}); pass num_bins to keep "
+                "the first bins of each",
+            )
+        bins = int(lengths[rows[0]])
+    else:
+        bins = int(num_bins)
+        short = rows[lengths[rows] < bins]
+        if bins < 1 or len(short):
+            _fail(
+                source,
+                "/intervals/trials",
+                f"num_bins={bins}, but trials {short.tolist()} of movie {movie!r} are "
+                f"shorter ({lengths[short].tolist()} bins)",
+            )
+    if bins < 1:
+        _fail(source, "/intervals/trials", f"trials of movie {movie!r} are shorter than a bin")
+    return bins
+
+
+def _movie_frames(source, stimulus_path, frames, shown, times, rows, movie, movie_column):
+    """The frames [bins, H, W] that ``movie``'s trials show (``shown``: frame index per trial
+    and bin, −1 where none); every trial must show the same ones."""
+    missing = np.argwhere(shown < 0)
+    if len(missing):
+        k, b = missing[0]
+        _fail(
+            source,
+            stimulus_path,
+            f"no frame is shown at t = {times[k, b]:.6g} s (trial {rows[k]}, bin {b}): "
+            f"{len(missing)} bins of movie {movie!r} have no stimulus",
+        )
+    movie_frames = frames[shown[0]]
+    for k in range(1, len(rows)):
+        if not np.array_equal(shown[k], shown[0]) and not np.array_equal(
+            frames[shown[k]], movie_frames
+        ):
+            where = "" if movie_column is None else f" (grouped by {movie_column!r})"
+            _fail(
+                source,
+                "/intervals/trials",
+                f"trials {rows[0]} and {rows[k]} of movie {movie!r}{where} show different "
+                "frames; a movie's trials must repeat one stimulus (give a movie_column "
+                "that separates them)",
+            )
+    return movie_frames
+
+
 def _import(
     source,
     nwbfile,
@@ -416,52 +472,11 @@ def _import(
     for movie in dict.fromkeys(movies.tolist()):
         rows = np.flatnonzero(movies == movie)
         movie_rows[movie] = rows
-        if num_bins is None:
-            if len(set(lengths[rows].tolist())) != 1:
-                _fail(
-                    source,
-                    "/intervals/trials",
-                    f"trials of movie {movie!r} have unequal lengths {sorted(set(lengths[rows]))} "
-                    f"bins of {bin_width_s} s (trials {rows.tolist()}); pass num_bins to keep "
-                    "the first bins of each",
-                )
-            bins = int(lengths[rows[0]])
-        else:
-            bins = int(num_bins)
-            short = rows[lengths[rows] < bins]
-            if bins < 1 or len(short):
-                _fail(
-                    source,
-                    "/intervals/trials",
-                    f"num_bins={bins}, but trials {short.tolist()} of movie {movie!r} are "
-                    f"shorter ({lengths[short].tolist()} bins)",
-                )
-        if bins < 1:
-            _fail(source, "/intervals/trials", f"trials of movie {movie!r} are shorter than a bin")
+        bins = _movie_bins(source, movie, rows, lengths, num_bins, bin_width_s)
         times = starts[rows, None] + np.arange(bins)[None] * bin_width_s  # [k, bins]
-        shown = index_of(times)
-        missing = np.argwhere(shown < 0)
-        if len(missing):
-            k, b = missing[0]
-            _fail(
-                source,
-                stimulus_path,
-                f"no frame is shown at t = {times[k, b]:.6g} s (trial {rows[k]}, bin {b}): "
-                f"{len(missing)} bins of movie {movie!r} have no stimulus",
-            )
-        movie_frames = frames[shown[0]]
-        for k in range(1, len(rows)):
-            if not np.array_equal(shown[k], shown[0]) and not np.array_equal(
-                frames[shown[k]], movie_frames
-            ):
-                where = "" if movie_column is None else f" (grouped by {movie_column!r})"
-                _fail(
-                    source,
-                    "/intervals/trials",
-                    f"trials {rows[0]} and {rows[k]} of movie {movie!r}{where} show different "
-                    "frames; a movie's trials must repeat one stimulus (give a movie_column "
-                    "that separates them)",
-                )
+        movie_frames = _movie_frames(
+            source, stimulus_path, frames, index_of(times), times, rows, movie, movie_column
+        )
         counts = _bin_spikes(spike_times, starts[rows], bin_width_s, bins)
         clipped += int(np.maximum(counts - 1, 0).sum())
         multi += int((counts > 1).sum())
@@ -476,7 +491,23 @@ def _import(
             "/intervals/trials",
             "no training trial: every trial is labelled test or validation",
         )
-    attrs = {
+    attrs = _attrs(source, nwbfile, stimulus_path, movie_column, clipped, multi, total_bins)
+    if image_size is not None:
+        attrs["image_size"] = int(image_size)
+    return Recording(
+        stimuli=stimuli,
+        spikes=spikes,
+        bin_width_s=bin_width_s,
+        repeated=repeated,
+        splits=splits,
+        neuron_ids=neuron_ids,
+        attrs=attrs,
+    )
+
+
+def _attrs(source, nwbfile, stimulus_path, movie_column, clipped, multi, total_bins) -> dict:
+    """The recording's provenance and binning attributes."""
+    return {
         "source": "NWB",
         "importer": "rsnn_jax.data.nwb",
         "nwb_file": os.path.basename(source),
@@ -491,17 +522,6 @@ def _import(
         "fraction_multi_spike_bins": multi / max(total_bins, 1),
         "num_units_in_file": int(len(nwbfile.units.id[:])),
     }
-    if image_size is not None:
-        attrs["image_size"] = int(image_size)
-    return Recording(
-        stimuli=stimuli,
-        spikes=spikes,
-        bin_width_s=bin_width_s,
-        repeated=repeated,
-        splits=splits,
-        neuron_ids=neuron_ids,
-        attrs=attrs,
-    )
 
 
 def summary(recording: Recording) -> str:

@@ -90,3 +90,24 @@ def test_raised_cosine_temporal_basis():
     encoder = encoders.RetinaEncoder(temporal_kernel=300, temporal_filters=8)
     variables = encoder.init(jax.random.key(0), jnp.zeros((301, 6, 6)))
     np.testing.assert_array_equal(variables["params"]["temporal"]["kernel"][:, 0, :], kernel)
+
+
+@pytest.mark.parametrize("size,window,stride", [(27, 3, 2), (14, 3, 2), (9, 2, 2), (8, 3, 1)])
+def test_max_pool_same_equals_flax_with_gradients(size, window, stride):
+    # Values, and gradients including ties (ReLU zeros and repeated positive values): the
+    # cotangent goes to the window's first maximum, as select_and_scatter sends it.
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(3, size, size + 1, 2)), 0).astype(np.float32)
+    x[:, 2, 3] = x[:, 2, 4]
+
+    def flax_pool(x):
+        return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
+
+    def ours(x):
+        return encoders.max_pool_same(x, window, stride)
+
+    expected, flax_vjp = jax.vjp(flax_pool, jnp.asarray(x))
+    actual, our_vjp = jax.vjp(ours, jnp.asarray(x))
+    np.testing.assert_array_equal(actual, expected)
+    cotangent = jnp.asarray(rng.normal(size=expected.shape).astype(np.float32))
+    np.testing.assert_allclose(our_vjp(cotangent)[0], flax_vjp(cotangent)[0], atol=1e-6)

@@ -118,10 +118,62 @@ def _max_pool_bwd(window, stride, residuals, cotangent):
 max_pool_same.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
+def _weight_grad_chunks(batch: int) -> int:
+    """Batch chunks for a convolution's weight gradient: ~20 images each, at most 32.
+
+    Measured with the V1 CNN on a 2-core CPU (XLA:CPU, 641 images): the weight gradients
+    summed over 32 chunks of 20 images take the CNN forward+backward from 5.1 to 3.7 times a
+    2048² matmul (one piece: a single large reduction that XLA:CPU runs far below matmul
+    speed). Other backends get one chunk (their convolution libraries need no help).
+    """
+    if jax.default_backend() != "cpu":
+        return 1
+    return int(min(32, max(1, batch // 20)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _conv_chunked(conv, lhs, rhs):
+    return conv(lhs, rhs)
+
+
+def _conv_chunked_fwd(conv, lhs, rhs):
+    return conv(lhs, rhs), (lhs, rhs)
+
+
+def _conv_chunked_bwd(conv, residuals, cotangent):
+    lhs, rhs = residuals
+    _, input_vjp = jax.vjp(lambda a: conv(a, rhs), lhs)
+    # The weight gradient sums over the batch: one VJP per batch chunk (axis 0 of lhs and
+    # of the output, NHWC), then the sum.
+    chunks = _weight_grad_chunks(lhs.shape[0])
+    pieces = [
+        jax.vjp(lambda k, a=a: conv(a, k), rhs)[1](g)[0]
+        for a, g in zip(jnp.array_split(lhs, chunks), jnp.array_split(cotangent, chunks))
+    ]
+    return input_vjp(cotangent)[0], sum(pieces[1:], pieces[0])
+
+
+_conv_chunked.defvjp(_conv_chunked_fwd, _conv_chunked_bwd)
+
+
+def conv_chunked_weight_grad(lhs, rhs, *args, **kwargs) -> jax.Array:
+    """``lax.conv_general_dilated`` (same signature, same values and input gradient) whose
+    weight gradient is summed over batch chunks (``_weight_grad_chunks``). For
+    ``nn.Conv(conv_general_dilated=...)`` with batch-first inputs (flax's layout); no
+    ``batch_group_count``."""
+    if kwargs.get("batch_group_count", 1) != 1:
+        raise ValueError("conv_chunked_weight_grad: batch_group_count is not supported")
+    return _conv_chunked(lambda a, k: lax.conv_general_dilated(a, k, *args, **kwargs), lhs, rhs)
+
+
 class SpatialCNN(nn.Module):
     """Conv 7×7 "same" + ReLU → max-pool 3 stride 2 "same", per layer, then flatten.
 
     Input [B, H, W, C] → [B, F]. With H = W = 27 and (16, 32) filters, F = 7·7·32 = 1568.
+    The layers are ``nn.Conv`` (parameters ``Conv_{i}/kernel`` [k, k, C_in, C_out] and
+    ``Conv_{i}/bias``) and ``flax.linen.max_pool``'s values and gradients, computed faster on
+    CPU: the convolutions' weight gradients in batch chunks (``conv_chunked_weight_grad``),
+    the pooling's gradient without ``select_and_scatter`` (``max_pool_same``).
     """
 
     features: Sequence[int] = (16, 32)
@@ -132,7 +184,12 @@ class SpatialCNN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for num_filters in self.features:
-            x = nn.Conv(num_filters, (self.kernel_size, self.kernel_size), padding="SAME")(x)
+            x = nn.Conv(
+                num_filters,
+                (self.kernel_size, self.kernel_size),
+                padding="SAME",
+                conv_general_dilated=conv_chunked_weight_grad,
+            )(x)
             x = nn.relu(x)
             x = max_pool_same(x, self.pool_size, self.pool_stride)
         return x.reshape(x.shape[0], -1)

@@ -185,19 +185,31 @@ def input_drive(params: NetworkParams, features: jax.Array) -> jax.Array:
     return features @ params.input_weights + params.bias
 
 
-def _advance(params, config, history, drive, noise, recorded, clamp):
-    """One bin given its input drive. ``history``: [D, N] with row d − 1 = delay d."""
-    num_delays, num_neurons = history.shape
-    recurrent = history.reshape(-1) @ params.recurrent_weights.reshape(
-        num_delays * num_neurons, num_neurons
-    )
+def _advance(config, weights, history, drive, noise, recorded, clamp):
+    """One bin of any number of trials: the update shared by ``step`` and the scan.
+
+    Args:
+      config: NetworkConfig.
+      weights: float32 [D·N, N], the recurrent weights flattened ``[(d − 1)·N + pre, post]``.
+      history: float32 [..., D, N] in delay order (row d − 1 = the spikes of d bins ago).
+      drive: float32 [..., N] (or broadcastable), ``W_in · f_t + b``.
+      noise: float32 [..., N] uniform draws.
+      recorded: float32 [..., N_V] or None.
+      clamp: bool scalar; when true the visible spikes entering the history are ``recorded``.
+
+    Returns:
+      (new history [..., D, N], spikes [..., N], scaled voltage ũ [..., N]).
+    """
+    num_visible = config.num_visible
+    # [..., D·N] @ [D·N, N]: the delay sum of all trials in one matmul.
+    recurrent = history.reshape(history.shape[:-2] + (-1,)) @ weights
     scaled_voltage = (drive + recurrent - config.threshold) / config.threshold
     spikes = straight_through_bernoulli(scaled_voltage, noise, config.temperature, config.dampening)
     if recorded is not None:
-        visible = jnp.where(clamp, recorded, spikes[: config.num_visible])
-        spikes = jnp.concatenate([visible, spikes[config.num_visible :]])
-    new_history = jnp.concatenate([spikes[None], history[:-1]], axis=0)
-    return new_history, (spikes, config.temperature * scaled_voltage)
+        visible = jnp.where(clamp, recorded, spikes[..., :num_visible])
+        spikes = jnp.concatenate([visible, spikes[..., num_visible:]], axis=-1)
+    history = jnp.concatenate([spikes[..., None, :], history[..., :-1, :]], axis=-2)
+    return history, spikes, scaled_voltage
 
 
 def step(
@@ -223,12 +235,15 @@ def step(
     Returns:
       (new history [D, N] in delay order, SimulationOutputs of this bin with [N] leaves).
     """
+    weights = jnp.asarray(params.recurrent_weights).reshape(-1, config.num_neurons)
     drive = input_drive(params, features)
-    new_history, (spikes, logits) = _advance(params, config, history, drive, noise, recorded, clamp)
-    return new_history, SimulationOutputs(spikes=spikes, logits=logits)
+    new_history, spikes, scaled_voltage = _advance(
+        config, weights, history, drive, noise, recorded, clamp
+    )
+    return new_history, SimulationOutputs(spikes, config.temperature * scaled_voltage)
 
 
-def _check(name: str, array, shape: tuple, function: str = "simulate") -> None:
+def _check(name: str, array, shape: tuple, function: str) -> None:
     """Raises a ValueError naming ``name`` unless ``array.shape`` matches (None = any)."""
     actual = tuple(np.shape(array))
     if len(actual) != len(shape) or any(s is not None and s != a for s, a in zip(shape, actual)):
@@ -236,7 +251,7 @@ def _check(name: str, array, shape: tuple, function: str = "simulate") -> None:
         raise ValueError(f"{function}: {name} must have shape {expected}, got {list(actual)}")
 
 
-def _initial_history(initial_history, config, function: str = "simulate") -> jax.Array:
+def _initial_history(initial_history, config, function: str) -> jax.Array:
     """Chronological [D, N_V] or [D, N] → delay-order [D, N] (hidden padded with zeros)."""
     d, n = config.num_delays, config.num_neurons
     if initial_history is None:
@@ -263,20 +278,9 @@ def _forward_scan(config, weights, drive, noise, recorded, clamp, history):
     Returns:
       (spikes [T, B, N], scaled voltages ũ [T, B, N]).
     """
-    num_visible = config.num_visible
 
     def body(history, xs):
-        drive_t, noise_t, recorded_t, clamp_t = xs
-        # [B, D·N] @ [D·N, N]: the delay sum of all trials in one matmul.
-        recurrent = history.reshape(history.shape[0], -1) @ weights
-        scaled_voltage = (drive_t + recurrent - config.threshold) / config.threshold
-        spikes = straight_through_bernoulli(
-            scaled_voltage, noise_t, config.temperature, config.dampening
-        )
-        if recorded_t is not None:
-            visible = jnp.where(clamp_t, recorded_t, spikes[:, :num_visible])
-            spikes = jnp.concatenate([visible, spikes[:, num_visible:]], axis=1)
-        history = jnp.concatenate([spikes[:, None], history[:, :-1]], axis=1)
+        history, spikes, scaled_voltage = _advance(config, weights, history, *xs)
         return history, (spikes, scaled_voltage)
 
     _, (spikes, scaled_voltage) = jax.lax.scan(body, history, (drive, noise, recorded, clamp))
@@ -484,32 +488,25 @@ def simulate(
     Returns:
       SimulationOutputs with [T, N] leaves.
     """
-    features = jnp.asarray(features)
-    if features.ndim != 2:
-        raise ValueError(f"simulate: features must have shape [T, F], got {list(features.shape)}")
-    num_bins, n = features.shape[0], config.num_neurons
-    _check_params(params, config, features.shape[1], "simulate")
-    if (key is None) == (noise is None):
-        raise ValueError("simulate: pass exactly one of key= and noise=")
-    if noise is None:
-        noise = jax.random.uniform(key, (num_bins, n))
-    _check("noise", noise, (num_bins, n))
-    clamp = _clamp_mask(num_bins, recorded, clamp_until, "simulate")
-    if recorded is not None:
-        _check("recorded", recorded, (num_bins, config.num_visible))
-        recorded = jnp.asarray(recorded, jnp.float32)[:, None]
-    spikes, logits = _simulate_core(
+    if np.ndim(features) != 2:
+        raise ValueError(
+            f"simulate: features must have shape [T, F], got {list(np.shape(features))}"
+        )
+    # One trial of ``simulate_batch`` (which checks the arguments): its draws from ``key``
+    # are the same numbers, [1, T, N] and [T, N] holding the same count in the same order.
+    outputs = simulate_batch(
         params,
-        config,
-        input_drive(params, features),
-        jnp.asarray(noise, jnp.float32)[:, None],
-        recorded,
-        clamp,
-        _initial_history(initial_history, config)[None],
-        parallel=_is_parallel(config, recorded, clamp_until),
+        features,
+        config=config,
+        key=key,
+        noise=None if noise is None else jnp.asarray(noise)[None],
+        recorded=None if recorded is None else jnp.asarray(recorded)[None],
+        clamp_until=clamp_until,
+        initial_history=initial_history,
+        num_trials=1,
         remat=remat,
     )
-    return SimulationOutputs(spikes=spikes[:, 0], logits=logits[:, 0])
+    return SimulationOutputs(spikes=outputs.spikes[0], logits=outputs.logits[0])
 
 
 def _clamp_mask(num_bins, recorded, clamp_until, function):

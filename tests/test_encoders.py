@@ -90,3 +90,50 @@ def test_raised_cosine_temporal_basis():
     encoder = encoders.RetinaEncoder(temporal_kernel=300, temporal_filters=8)
     variables = encoder.init(jax.random.key(0), jnp.zeros((301, 6, 6)))
     np.testing.assert_array_equal(variables["params"]["temporal"]["kernel"][:, 0, :], kernel)
+
+
+@pytest.mark.parametrize("size,window,stride", [(27, 3, 2), (14, 3, 2), (9, 2, 2), (8, 3, 1)])
+def test_max_pool_same_equals_flax_with_gradients(size, window, stride):
+    # Values, and gradients including ties (ReLU zeros and repeated positive values): the
+    # cotangent goes to the window's first maximum, as select_and_scatter sends it.
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.normal(size=(3, size, size + 1, 2)), 0).astype(np.float32)
+    x[:, 2, 3] = x[:, 2, 4]
+
+    def flax_pool(x):
+        return nn.max_pool(x, (window, window), strides=(stride, stride), padding="SAME")
+
+    def ours(x):
+        return encoders.max_pool_same(x, window, stride)
+
+    expected, flax_vjp = jax.vjp(flax_pool, jnp.asarray(x))
+    actual, our_vjp = jax.vjp(ours, jnp.asarray(x))
+    np.testing.assert_array_equal(actual, expected)
+    cotangent = jnp.asarray(rng.normal(size=expected.shape).astype(np.float32))
+    np.testing.assert_allclose(our_vjp(cotangent)[0], flax_vjp(cotangent)[0], atol=1e-6)
+
+
+class _FlaxSpatialCNN(nn.Module):
+    """The reference: SpatialCNN written with flax's own conv and max-pool."""
+
+    @nn.compact
+    def __call__(self, x):
+        for num_filters in (4, 8):
+            x = nn.Conv(num_filters, (7, 7), padding="SAME")(x)
+            x = nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding="SAME")
+        return x.reshape(x.shape[0], -1)
+
+
+def test_spatial_cnn_equals_flax_layers_with_gradients():
+    # 45 images: the weight gradients are summed over batch chunks (2 on CPU).
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(45, 9, 9, 3)).astype(np.float32))
+    ours = encoders.SpatialCNN(features=(4, 8))
+    variables = ours.init(jax.random.key(0), x)
+    reference = _FlaxSpatialCNN().init(jax.random.key(0), x)
+    jax.tree.map(np.testing.assert_array_equal, variables, reference)  # same init, same tree
+    out, our_vjp = jax.vjp(lambda v, x: ours.apply(v, x), variables, x)
+    expected, ref_vjp = jax.vjp(lambda v, x: _FlaxSpatialCNN().apply(v, x), variables, x)
+    np.testing.assert_array_equal(out, expected)
+    cotangent = jnp.asarray(np.random.default_rng(1).normal(size=out.shape).astype(np.float32))
+    for got, want in zip(jax.tree.leaves(our_vjp(cotangent)), jax.tree.leaves(ref_vjp(cotangent))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

@@ -180,15 +180,19 @@ class SpatialCNN(nn.Module):
     kernel_size: int = 7
     pool_size: int = 3
     pool_stride: int = 2
+    # False under ``jax.vmap`` (the retina's clips): a custom VJP is then batched per
+    # example, and per-example weight gradients cost more than the chunks save.
+    chunked_weight_grad: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        conv = conv_chunked_weight_grad if self.chunked_weight_grad else lax.conv_general_dilated
         for num_filters in self.features:
             x = nn.Conv(
                 num_filters,
                 (self.kernel_size, self.kernel_size),
                 padding="SAME",
-                conv_general_dilated=conv_chunked_weight_grad,
+                conv_general_dilated=conv,
             )(x)
             x = nn.relu(x)
             x = max_pool_same(x, self.pool_size, self.pool_stride)
@@ -295,4 +299,5 @@ class RetinaEncoder(nn.Module):
         )(pixels)  # [H·W, T, filters]
         images = filtered.reshape(height, width, num_bins, self.temporal_filters)
         images = images.transpose(2, 0, 1, 3)  # [T, H, W, filters]
-        return SpatialCNN(self.features, self.kernel_size)(images)
+        # Encoded once per clip under vmap (``model.encode``): plain convolution gradients.
+        return SpatialCNN(self.features, self.kernel_size, chunked_weight_grad=False)(images)

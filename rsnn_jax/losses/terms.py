@@ -26,18 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rsnn_jax import statistics
+from rsnn_jax.losses import functions
 from rsnn_jax.losses.dissimilarities import dissimilarity as _dissimilarity
-from rsnn_jax.losses.functions import (
-    elbo_sm_loss,
-    mle_loss,
-    nc_loss,
-    nc_mse_loss,
-    nc_shuffled_loss,
-    psth_loss,
-    sample_and_measure_loss,
-    single_trial_loss,
-    sm_h_loss,
-)
 from rsnn_jax.model import Passes, PassOutputs
 from rsnn_jax.network import SimulationOutputs
 
@@ -126,12 +116,12 @@ class MLETerm(Term):
         recorded = statistics.as_signal(recorded, "recorded")
         if self.clamp_until is None:
             logits = _simulation(outputs, "clamped", self).logits
-            return mle_loss(recorded, _visible(logits, recorded))
+            return functions.mle_loss(recorded, _visible(logits, recorded))
         if self.clamp_until < 1:
             raise ValueError("MLETerm: clamp_until must be >= 1 (no clamped bin otherwise)")
         logits = _simulation(outputs, "clamped_until", self).logits
         until = self.clamp_until
-        return mle_loss(recorded[:, :until], _visible(logits, recorded)[..., :until, :])
+        return functions.mle_loss(recorded[:, :until], _visible(logits, recorded)[..., :until, :])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +130,7 @@ class VisibleTerm(Term):
 
     Attributes:
       loss: a loss function (recorded float32 [K, T, N_V], x, **options) → float32 scalar;
-        hashable (a module-level function such as ``psth_loss``).
+        hashable (a module-level function such as ``functions.psth_loss``).
       source: the pass read, "free", "clamped" or "clamped_until".
       value: the output of the visible neurons passed as x: "logits" β ũ, "probabilities"
         σ(β ũ) or straight-through "spikes"; [K, T, N_V], or [K, S, T, N_V] from a clamped
@@ -180,48 +170,53 @@ class VisibleTerm(Term):
 
 
 def ELBOSMTerm(num_samples: int = 2) -> VisibleTerm:
-    """ELBO-SM (appendix D eq. 20, ``elbo_sm_loss``) on S ≥ 1 clamped samples per condition."""
-    return VisibleTerm(elbo_sm_loss, "clamped", num_samples=num_samples)
+    """ELBO-SM (appendix D eq. 20, ``functions.elbo_sm_loss``) on S ≥ 1 clamped samples per
+    condition."""
+    return VisibleTerm(functions.elbo_sm_loss, "clamped", num_samples=num_samples)
 
 
 def PSTHTerm(dissimilarity: str = "ce") -> VisibleTerm:
-    """PSTH loss (main text eq. 5, ``psth_loss``) on the free pass; "mse" is the official
+    """PSTH loss (main text eq. 5, ``functions.psth_loss``) on the free pass; "mse" is the official
     ``psth_loss_MSE``."""
     _check_choice("PSTHTerm", "dissimilarity", dissimilarity, ("ce", "mse"))
-    return VisibleTerm(psth_loss, options=(("dissimilarity", dissimilarity),))
+    return VisibleTerm(functions.psth_loss, options=(("dissimilarity", dissimilarity),))
 
 
 def NCTerm() -> VisibleTerm:
-    """Noise-correlation loss (appendix D eq. 12, ``nc_loss``) on the free pass."""
-    return VisibleTerm(nc_loss)
+    """Noise-correlation loss (appendix D eq. 12, ``functions.nc_loss``) on the free pass."""
+    return VisibleTerm(functions.nc_loss)
 
 
 def NCShuffledTerm(shift: int = 1) -> VisibleTerm:
-    """``nc_shuffled_loss`` (appendix D, NC-shuffled) with trial offset ``shift``, free pass."""
-    return VisibleTerm(nc_shuffled_loss, options=(("shift", shift),))
+    """``functions.nc_shuffled_loss`` (appendix D, NC-shuffled) with trial offset ``shift``,
+    free pass."""
+    return VisibleTerm(functions.nc_shuffled_loss, options=(("shift", shift),))
 
 
 def NCMSETerm(
     num_delays: int = 9, wrap: bool = False, estimator: str = "probabilities"
 ) -> VisibleTerm:
-    """Official ``NoiseCorr_loss_MSE`` (``nc_mse_loss``) on the free pass.
+    """Official ``NoiseCorr_loss_MSE`` (``functions.nc_mse_loss``) on the free pass.
 
     Args:
       num_delays: D, delays 0..D−1 (the network's d_max in the official code).
-      wrap: time wrap-around as the official ``tf.roll`` (default False, see ``nc_mse_loss``).
+      wrap: time wrap-around as the official ``tf.roll`` (default False, see
+        ``functions.nc_mse_loss``).
       estimator: the model side, "probabilities" (official) or straight-through "spikes".
     """
     _check_choice("NCMSETerm", "estimator", estimator, ("probabilities", "spikes"))
     options = (("num_delays", int(num_delays)), ("wrap", bool(wrap)))
-    return VisibleTerm(nc_mse_loss, value=estimator, options=options)
+    return VisibleTerm(functions.nc_mse_loss, value=estimator, options=options)
 
 
 def SingleTrialTerm(clamp_until: int) -> VisibleTerm:
-    """Single-trial loss (appendix D eq. 14, ``single_trial_loss``) on the pass clamped until
-    T_gt = ``clamp_until``. It must equal the T_gt of the pass: do not override
+    """Single-trial loss (appendix D eq. 14, ``functions.single_trial_loss``) on the pass
+    clamped until T_gt = ``clamp_until``. It must equal the T_gt of the pass: do not override
     ``run_passes(clamp_until=...)`` with another value."""
     options = (("clamp_until", clamp_until),)
-    return VisibleTerm(single_trial_loss, "clamped_until", options=options, clamp_until=clamp_until)
+    return VisibleTerm(
+        functions.single_trial_loss, "clamped_until", options=options, clamp_until=clamp_until
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +225,7 @@ class SMHTerm(Term):
 
     Paper variant (``partners`` set): hidden neuron i's target is the mean rate, over the
     batch's recorded trials and bins, of visible neuron ``partners[i]`` (drawn once at random,
-    see ``draw_partners``); CE against the model rate (``sm_h_loss``). Official variant
+    see ``draw_partners``); CE against the model rate (``functions.sm_h_loss``). Official variant
     (``target_rate`` set): MSE to a fixed rate, on spikes (``sm_h_official_loss``).
 
     Attributes:
@@ -278,7 +273,7 @@ class SMHTerm(Term):
         else:
             targets = jnp.full((num_hidden,), self.target_rate, logits.dtype)
         if self.estimator == "probabilities" and self.dissimilarity == "ce":
-            return sm_h_loss(targets, logits, "ce")
+            return functions.sm_h_loss(targets, logits, "ce")
         model = (
             jax.nn.sigmoid(logits)
             if self.estimator == "probabilities"
@@ -327,7 +322,9 @@ class SampleAndMeasureTerm(Term):
     def __call__(self, outputs, recorded):
         model = getattr(_simulation(outputs, self.source, self), self.estimator)
         model = _trials(_visible(model, recorded))
-        return sample_and_measure_loss(self.statistic, recorded, model, self.dissimilarity)
+        return functions.sample_and_measure_loss(
+            self.statistic, recorded, model, self.dissimilarity
+        )
 
 
 def sample_and_measure(
@@ -351,7 +348,7 @@ def sample_and_measure(
     cosine 0.99 of the exact gradient with a 6–17 % relative error. Otherwise use
     ``estimator="spikes"``: T(z) on straight-through samples, unbiased for any T, with
     surrogate gradients (relative error 0.5–0.9 in the audit; zero where p < 0.27). For
-    trial-mean-centred statistics T(p) can point the gradient uphill (``nc_mse_loss``).
+    trial-mean-centred statistics T(p) can point the gradient uphill (``functions.nc_mse_loss``).
     ``estimators.score_function_term`` is the unbiased (slow) alternative with the same
     arguments.
 

@@ -158,15 +158,20 @@ class StartConfig:
       warm_start_iterations: L-BFGS iterations of the clamped-MLE readout solve
         (``rsnn_jax.warm_start``); 0 skips it (always skipped with hidden neurons).
       warm_start_coupling_l2: L2 penalty on the couplings between neurons in that solve.
+      encoder_steps: retina: Adam steps on the clamped likelihood of single-bin clips
+        scattered over the training movies (``kinds.RetinaClips.encoder_phase``), after
+        the readout solve, which is then solved again; 0 skips this encoder phase.
     """
 
     init_biases: bool = False
     init_temporal_filters: bool = False
     warm_start_iterations: int = 0
     warm_start_coupling_l2: float = 0.0
+    encoder_steps: int = 0
 
     def __post_init__(self):
         _at_least("warm_start_iterations", self.warm_start_iterations, 0)
+        _at_least("encoder_steps", self.encoder_steps, 0)
         _at_least("warm_start_coupling_l2", self.warm_start_coupling_l2, 0)
 
 
@@ -255,6 +260,8 @@ class ExperimentConfig:
         _at_least("devices", self.num_devices, 0)
         if self.start.init_temporal_filters and not kinds.of(self).temporal_filters:
             raise ValueError("--init_temporal_filters applies to the retina encoder only")
+        if self.start.encoder_steps and not kinds.of(self).temporal_filters:
+            raise ValueError("--encoder_steps applies to retina clips only")
 
     @classmethod
     def build(cls, kind: str, workdir: str, **flat) -> ExperimentConfig:

@@ -493,6 +493,34 @@ def _warm_start(config, data, model, params, log) -> model_lib.ModelParams:
     return params
 
 
+def _encoder_phase(config, data, model, params, log) -> model_lib.ModelParams:
+    """Trains the encoder (with the readout) on the clamped likelihood of scattered
+    single-bin clips: many more distinct stimulus windows per step than the objective's
+    clips, for the part of the fit that learns slowest (docs/convergence.md)."""
+    started = time.perf_counter()
+    phase = kinds.of(config).encoder_phase(config)
+    # One batch of validation clips: 2 400 single-bin clips carry 300 frames each.
+    validation = kinds.of(config).validation_batch(phase, data, model, num_batches=1)
+    result = train.fit(
+        model=model,
+        params=params,
+        objective=_objective(phase, model),
+        batches=training_batches(phase, data, model),
+        config=phase.train,
+        validation=validation,
+        # Its convergence warning names this phase's budget flag.
+        log=lambda line: log(f"encoder phase: {line.replace('--steps', '--encoder_steps')}"),
+        mesh=training_mesh(phase),
+    )
+    log(
+        f"encoder phase: {phase.train.num_steps} steps of the clamped likelihood on "
+        f"{phase.batches.num_starts} single-bin clips each, validation NLL per bin "
+        f"{result.history[0]['validation']['total']:.5f} at step {result.history[0]['step']} "
+        f"-> {result.best_validation:.5f} ({time.perf_counter() - started:.1f} s)"
+    )
+    return jax.device_get(result.best_params)
+
+
 def _connectivity(params, model, target) -> dict:
     """Connectivity R² of the fitted visible block against the target (metrics docs)."""
     fitted = np.asarray(params.network.recurrent_weights)
@@ -590,7 +618,8 @@ def _objective(config: ExperimentConfig, model: model_lib.Model) -> losses.Objec
 
 def _start(config, data, model, batches, key, log) -> tuple:
     """(untrained, started) parameters: the random initialisation, then the data-informed
-    start (temporal filters, biases from rates, warm start of the readout)."""
+    start (temporal filters, biases from rates, warm start of the readout, then the encoder
+    phase and the readout solved again)."""
     stimulus_shape = next(batches(0)).stimulus.shape[-3:]
     untrained = model_lib.init_model(key, model, stimulus_shape)
     params = untrained
@@ -598,8 +627,13 @@ def _start(config, data, model, batches, key, log) -> tuple:
         params = _init_temporal_filters(data, model, params, log)
     if config.start.init_biases:
         params = _init_biases(config, data, model, params, batches, key, log)
-    if config.start.warm_start_iterations and not config.model.num_hidden:
+    solve = config.start.warm_start_iterations and not config.model.num_hidden
+    if solve:
         params = _warm_start(config, data, model, params, log)
+    if config.start.encoder_steps:
+        params = _encoder_phase(config, data, model, params, log)
+        if solve:  # the readout of the new encoder features
+            params = _warm_start(config, data, model, params, log)
     return untrained, params
 
 

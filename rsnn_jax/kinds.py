@@ -31,6 +31,9 @@ RETINA_VALIDATION_S = 20.0
 # estimate of the validation loss), the warm start this many training batches.
 _RETINA_VALIDATION_BATCHES = 4
 _RETINA_WARM_START_BATCHES = 20
+# The retina encoder phase's batch: single-bin clips, each a different stimulus window (a
+# batch of 30 clips of 80 bins holds about 120 distinct checkerboard frames).
+ENCODER_PHASE_CLIPS = 2400
 
 
 class RunError(ValueError):
@@ -184,12 +187,31 @@ class RetinaClips:
         """Training batches of clips from batch number ``position`` on."""
         return self._clips(config, data, model, "train", config.train.seed, position)
 
-    def validation_batch(self, config, data, model) -> batching.Batch | None:
-        """Fixed clips of the validation stimulus (None without validation trials)."""
+    def validation_batch(
+        self, config, data, model, num_batches: int = _RETINA_VALIDATION_BATCHES
+    ) -> batching.Batch | None:
+        """Fixed clips of the validation stimulus, ``num_batches`` training batches' worth
+        (None without validation trials)."""
         if not any(len(t) for t in data.splits.get("validation", {}).values()):
             return None
         clips = self._clips(config, data, model, "validation", config.train.seed + 1, 0)
-        return concatenate(clips, _RETINA_VALIDATION_BATCHES * self.batch_trials(config)[0])
+        return concatenate(clips, num_batches * self.batch_trials(config)[0])
+
+    def encoder_phase(self, config):
+        """The config of the encoder phase (``--encoder_steps``): the clamped likelihood
+        alone on ``ENCODER_PHASE_CLIPS`` single-bin clips per step, each from its own
+        position in the training movies, with the run's optimiser settings."""
+        return config.replace(
+            loss="mle",
+            weights=(),
+            clip_bins=1,
+            clamp_until=None,
+            num_starts=ENCODER_PHASE_CLIPS,
+            num_movies=1,
+            num_steps=config.start.encoder_steps,
+            patience=None,
+            keep_checkpoints=False,
+        )
 
     def warm_start_batch(self, config, data, model) -> batching.Batch:
         """The clips of the first training batches (600 clips at K_m = 30, K_t = 1)."""

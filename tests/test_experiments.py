@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from experiments import common
-from rsnn_jax import experiment, losses, synthetic
+from rsnn_jax import experiment, kinds, losses, synthetic, warm_start
+from rsnn_jax import model as model_lib
 from rsnn_jax.data import recording
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,6 +83,7 @@ CASES = {
         "--clamp_until=8",
         "--num_starts=2",
         "--num_movies=2",
+        "--encoder_steps=2",
     ),
 }
 
@@ -211,6 +215,61 @@ def test_every_weight_flag_works_with_the_presets_that_have_its_term(preset):
 def test_sta_temporal_filters_are_refused_without_a_retina_encoder():
     with pytest.raises(ValueError, match="retina encoder only"):
         experiment.ExperimentConfig.build(kind="v1", workdir="unused", init_temporal_filters=True)
+
+
+def test_the_encoder_phase_is_the_clamped_likelihood_on_single_bin_clips():
+    config = experiment.ExperimentConfig.build(
+        "retina", "unused", loss="mle_single_trial_nc", clamp_until=75, encoder_steps=7
+    )
+    phase = kinds.of(config).encoder_phase(config)
+    assert phase.objective.loss == "mle" and phase.train.num_steps == 7
+    assert (phase.batches.clip_bins, phase.batches.num_starts, phase.batches.num_movies) == (
+        1,
+        kinds.ENCODER_PHASE_CLIPS,
+        1,
+    )
+    assert phase.train.learning_rate == config.train.learning_rate and phase.train.patience is None
+    with pytest.raises(ValueError, match="--encoder_steps applies to retina clips only"):
+        experiment.ExperimentConfig.build("v1", "unused", encoder_steps=5)
+
+
+def test_the_encoder_phase_lowers_the_clamped_likelihood_of_its_clips(data_files, monkeypatch):
+    """A few encoder-phase steps from the data-informed start lower the clamped NLL of
+    training clips the phase draws, and they change the encoder, not only the readout."""
+    monkeypatch.setattr(kinds, "ENCODER_PHASE_CLIPS", 64)
+    config = experiment.ExperimentConfig.build(
+        "retina",
+        "unused",
+        data=data_files["retina"],
+        loss="mle_single_trial_nc",
+        temporal_kernel=10,
+        num_delays=4,
+        clip_bins=12,
+        clamp_until=8,
+        conv_features=(3, 3),
+        init_biases=True,
+        encoder_steps=20,
+        learning_rate=1e-2,
+        warmup_steps=0,
+    )
+    data = experiment.load_data(config, log=lambda line: None)
+    model = experiment.build_model(config, data.num_neurons)
+    phase = kinds.of(config).encoder_phase(config)
+    clips = next(experiment.training_batches(phase, data, model)(0))
+    stimulus_shape = clips.stimulus.shape[-3:]
+    params = model_lib.init_model(jax.random.key(0), model, stimulus_shape)
+
+    def clamped_nll(p):
+        features = model_lib.encode(p, model, clips.stimulus, per_trial=True)
+        return float(
+            warm_start.clamped_nll(p.network, model, features, clips.spikes, clips.history)
+        )
+
+    trained = experiment._encoder_phase(config, data, model, params, log=lambda line: None)
+    assert clamped_nll(trained) < clamped_nll(params)
+    moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), trained.encoder, params.encoder)
+    assert moved["params"]["temporal"]["kernel"] > 0
+    assert moved["params"]["SpatialCNN_0"]["Conv_0"]["kernel"] > 0
 
 
 def _holding_a_run(folder, **config):

@@ -210,7 +210,6 @@ class RetinaClips:
             num_movies=1,
             num_steps=config.start.encoder_steps,
             patience=None,
-            keep_checkpoints=False,
         )
 
     def warm_start_batch(self, config, data, model) -> batching.Batch:

@@ -234,8 +234,8 @@ def test_the_encoder_phase_is_the_clamped_likelihood_on_single_bin_clips():
 
 
 def test_the_encoder_phase_lowers_the_clamped_likelihood_of_its_clips(data_files, monkeypatch):
-    """A few encoder-phase steps from the data-informed start lower the clamped NLL of
-    training clips the phase draws, and they change the encoder, not only the readout."""
+    """A few encoder-phase steps lower the clamped NLL of training clips the phase draws,
+    and they change the encoder, not only the readout."""
     monkeypatch.setattr(kinds, "ENCODER_PHASE_CLIPS", 64)
     config = experiment.ExperimentConfig.build(
         "retina",
@@ -247,7 +247,6 @@ def test_the_encoder_phase_lowers_the_clamped_likelihood_of_its_clips(data_files
         clip_bins=12,
         clamp_until=8,
         conv_features=(3, 3),
-        init_biases=True,
         encoder_steps=20,
         learning_rate=1e-2,
         warmup_steps=0,

@@ -512,11 +512,17 @@ def _encoder_phase(config, data, model, params, log) -> model_lib.ModelParams:
         log=lambda line: log(f"encoder phase: {line.replace('--steps', '--encoder_steps')}"),
         mesh=training_mesh(phase),
     )
+    curve = ""  # a recording without validation movies has no validation curve
+    if result.history:
+        first = result.history[0]
+        curve = (
+            f", validation NLL per bin {first['validation']['total']:.5f} at step "
+            f"{first['step']} -> {result.best_validation:.5f}"
+        )
     log(
         f"encoder phase: {phase.train.num_steps} steps of the clamped likelihood on "
-        f"{phase.batches.num_starts} single-bin clips each, validation NLL per bin "
-        f"{result.history[0]['validation']['total']:.5f} at step {result.history[0]['step']} "
-        f"-> {result.best_validation:.5f} ({time.perf_counter() - started:.1f} s)"
+        f"{phase.batches.num_starts} single-bin clips each{curve} "
+        f"({time.perf_counter() - started:.1f} s)"
     )
     return jax.device_get(result.best_params)
 

@@ -269,6 +269,13 @@ def test_the_encoder_phase_lowers_the_clamped_likelihood_of_its_clips(data_files
     moved = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), trained.encoder, params.encoder)
     assert moved["params"]["temporal"]["kernel"] > 0
     assert moved["params"]["SpatialCNN_0"]["Conv_0"]["kernel"] > 0
+    # A recording without validation movies: the phase keeps its last parameters.
+    unvalidated = dataclasses.replace(
+        data, splits={k: v for k, v in data.splits.items() if k != "validation"}
+    )
+    lines = []
+    experiment._encoder_phase(config, unvalidated, model, params, log=lines.append)
+    assert lines[-1].startswith("encoder phase: 20 steps") and "validation" not in lines[-1]
 
 
 def _holding_a_run(folder, **config):

@@ -33,6 +33,7 @@ def define_flags(**defaults) -> None:
         schedule="warmup_cosine",
         warmup_steps=50,
         weight_decay=0.0,
+        average_steps=0,
         init_biases=True,
         warm_start_iterations=100,
         warm_start_coupling_l2=0.0,
@@ -84,6 +85,19 @@ def define_flags(**defaults) -> None:
     )
     flags.DEFINE_float(
         "weight_decay", d["weight_decay"], "L2 penalty on every weight array (0: none)."
+    )
+    flags.DEFINE_list(
+        "weight_decay_scales",
+        d.get("weight_decay_scales", []),
+        "Per-parameter L2 penalties: PATH:SCALE pairs, e.g. network/recurrent_weights:0 "
+        "(every weight array whose path contains PATH gets SCALE × --weight_decay; 0 "
+        "exempts it). Also applied in the warm start's readout solve.",
+    )
+    flags.DEFINE_integer(
+        "average_steps",
+        d["average_steps"],
+        "Validate, select and report a moving average of the parameters over about this many "
+        "steps instead of the latest ones (0: the latest).",
     )
     flags.DEFINE_integer(
         "warm_start_iterations",
@@ -278,7 +292,8 @@ def make_config(kind: str, **extra) -> experiment.ExperimentConfig:
             FLAGS.checkpoint_every if FLAGS["checkpoint_every"].present else FLAGS.eval_every
         ),
         num_steps=FLAGS.steps,
-        learning_rate_scales=_learning_rate_scales(),
+        learning_rate_scales=_path_scales("learning_rate_scales"),
+        weight_decay_scales=_path_scales("weight_decay_scales"),
         **{name: FLAGS[name].value for name in _TRAIN_FLAGS},
     )
     if FLAGS.cache_dir:
@@ -300,6 +315,7 @@ _TRAIN_FLAGS = (
     "warmup_steps",
     "final_lr_fraction",
     "weight_decay",
+    "average_steps",
     "clip_mode",
     "clip_norm",
     "eval_every",
@@ -311,17 +327,18 @@ _TRAIN_FLAGS = (
 )
 
 
-def _learning_rate_scales() -> tuple:
-    """``--learning_rate_scales`` as ((path, scale), ...)."""
+def _path_scales(name: str) -> tuple:
+    """A PATH:SCALE list flag (``--learning_rate_scales``, ``--weight_decay_scales``) as
+    ((path, scale), ...)."""
     scales = []
-    for item in FLAGS.learning_rate_scales:
+    for item in FLAGS[name].value:
         path, _, scale = item.rpartition(":")
         try:
             scales.append((path, float(scale)))
         except ValueError:
-            _fail(f"--learning_rate_scales: {item!r} is not PATH:SCALE (e.g. encoder:0.5)")
+            _fail(f"--{name}: {item!r} is not PATH:SCALE (e.g. encoder:0.5)")
         if not path or not scales[-1][1] >= 0:
-            _fail(f"--learning_rate_scales: {item!r} needs a path and a scale >= 0")
+            _fail(f"--{name}: {item!r} needs a path and a scale >= 0")
     return tuple(scales)
 
 

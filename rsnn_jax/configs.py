@@ -219,7 +219,12 @@ FLAT_NAMES = {
     },
     **_RENAMED,
 }
-_TUPLES = {"weights", "conv_features", "learning_rate_scales"}  # JSON lists back to tuples
+_TUPLES = {
+    "weights",
+    "conv_features",
+    "learning_rate_scales",
+    "weight_decay_scales",
+}  # JSON lists back to tuples
 
 
 @dataclasses.dataclass(frozen=True)

@@ -166,14 +166,72 @@ def conv_chunked_weight_grad(lhs, rhs, *args, **kwargs) -> jax.Array:
     return _conv_chunked(lambda a, k: lax.conv_general_dilated(a, k, *args, **kwargs), lhs, rhs)
 
 
+# Dense matrices of at most this many entries (16 MB in float32) replace a convolution.
+_MAX_DENSE_ENTRIES = 1 << 22
+
+
+def _dense_conv_matrix(rhs: jax.Array, in_hw: tuple, pads) -> jax.Array:
+    """The matrix of a stride-1 convolution: [H·W·C_in, H_o·W_o·C_out] for flattened
+    NHWC images, with entry ((i, j, c), (o, p, d)) = rhs[i − o + lo_h, j − p + lo_w, c, d]
+    where that tap exists and 0 elsewhere (the zero padding)."""
+    kh, kw = rhs.shape[:2]
+    (h, w), ((lo_h, hi_h), (lo_w, hi_w)) = in_hw, pads
+    tap_i = np.arange(h)[:, None] - np.arange(h + lo_h + hi_h - kh + 1)[None, :] + lo_h
+    tap_j = np.arange(w)[:, None] - np.arange(w + lo_w + hi_w - kw + 1)[None, :] + lo_w
+    taps = rhs[np.clip(tap_i, 0, kh - 1)][:, :, np.clip(tap_j, 0, kw - 1)]  # [h,ho,w,wo,ci,co]
+    inside = ((tap_i >= 0) & (tap_i < kh))[:, :, None, None] & ((tap_j >= 0) & (tap_j < kw))[
+        None, None
+    ]
+    taps = jnp.where(inside[..., None, None], taps, 0.0)
+    return taps.transpose(0, 2, 4, 1, 3, 5).reshape(h * w * rhs.shape[2], -1)
+
+
+def conv_small_as_matmul(lhs, rhs, window_strides, padding, *, fallback=None, **kwargs):
+    """``lax.conv_general_dilated`` (same signature and values) that computes a stride-1
+    NHWC/HWIO convolution of *small* images on CPU as one matmul with its dense matrix
+    (``_dense_conv_matrix``): the retina's 8×8 images under a 7×7 kernel. There the dense
+    product does at most twice the convolution's arithmetic (H·W ≤ 2·k_h·k_w) but runs at
+    matmul speed: measured on the 2-core CPU, a 16 → 16 layer on 2 400 8×8 images
+    forward+backward 93 ms against 190 ms. Anything else (other layouts, strides,
+    dilations, groups, larger images, other backends) goes to ``fallback`` (default
+    ``lax.conv_general_dilated``)."""
+    fallback = fallback or lax.conv_general_dilated
+    plain = all(
+        kwargs.get(name) in (None, 1, (1, 1))
+        for name in ("lhs_dilation", "rhs_dilation", "feature_group_count", "batch_group_count")
+    )
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    if lhs.ndim != 4 or not plain or tuple(window_strides) != (1, 1):
+        return fallback(lhs, rhs, window_strides, padding, **kwargs)
+    numbers = kwargs.get("dimension_numbers")
+    if numbers is not None and lax.conv_dimension_numbers(lhs.shape, rhs.shape, numbers) != nhwc:
+        return fallback(lhs, rhs, window_strides, padding, **kwargs)
+    (h, w), (kh, kw) = lhs.shape[1:3], rhs.shape[:2]
+    pads = (
+        lax.padtype_to_pads((h, w), (kh, kw), (1, 1), padding)
+        if isinstance(padding, str)
+        else padding
+    )
+    ho, wo = h + sum(pads[0]) - kh + 1, w + sum(pads[1]) - kw + 1
+    small = (
+        h * w <= 2 * kh * kw and h * w * rhs.shape[2] * ho * wo * rhs.shape[3] <= _MAX_DENSE_ENTRIES
+    )
+    if jax.default_backend() != "cpu" or not small:
+        return fallback(lhs, rhs, window_strides, padding, **kwargs)
+    matrix = _dense_conv_matrix(rhs, (h, w), pads)
+    out = lhs.reshape(lhs.shape[0], -1) @ matrix
+    return out.reshape(lhs.shape[0], ho, wo, rhs.shape[3])
+
+
 class SpatialCNN(nn.Module):
     """Conv 7×7 "same" + ReLU → max-pool 3 stride 2 "same", per layer, then flatten.
 
     Input [B, H, W, C] → [B, F]. With H = W = 27 and (16, 32) filters, F = 7·7·32 = 1568.
     The layers are ``nn.Conv`` (parameters ``Conv_{i}/kernel`` [k, k, C_in, C_out] and
     ``Conv_{i}/bias``) and ``flax.linen.max_pool``'s values and gradients, computed faster on
-    CPU: the convolutions' weight gradients in batch chunks (``conv_chunked_weight_grad``),
-    the pooling's gradient without ``select_and_scatter`` (``max_pool_same``).
+    CPU: small images' convolutions as one matmul each (``conv_small_as_matmul``), larger
+    images' weight gradients in batch chunks (``conv_chunked_weight_grad``), the pooling's
+    gradient without ``select_and_scatter`` (``max_pool_same``).
     """
 
     features: Sequence[int] = (16, 32)
@@ -186,7 +244,10 @@ class SpatialCNN(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        conv = conv_chunked_weight_grad if self.chunked_weight_grad else lax.conv_general_dilated
+        fallback = (
+            conv_chunked_weight_grad if self.chunked_weight_grad else lax.conv_general_dilated
+        )
+        conv = functools.partial(conv_small_as_matmul, fallback=fallback)
         for num_filters in self.features:
             x = nn.Conv(
                 num_filters,

@@ -482,7 +482,9 @@ def _warm_start(config, data, model, params, log) -> model_lib.ModelParams:
         model,
         batch,
         config.start.warm_start_iterations,
-        config.train.weight_decay,
+        config.train.weight_decay * train.weight_decay_scale(config.train, "network/input_weights"),
+        config.train.weight_decay
+        * train.weight_decay_scale(config.train, "network/recurrent_weights"),
         config.start.warm_start_coupling_l2,
     )
     log(

@@ -179,7 +179,7 @@ def _restore_best(run: experiment.ExperimentConfig, data) -> tuple:
     model = experiment.build_model(run, data.num_neurons)
     first = next(experiment.training_batches(run, data, model)(0))
     params = model_lib.init_model(jax.random.key(0), model, first.stimulus.shape[-3:])
-    optimizer = train.make_optimizer(train.TrainConfig())
+    optimizer = train.make_optimizer(run.train)
     template = train.init_train_state(params, optimizer)
     folder = os.path.join(run.workdir, "checkpoints")
     path = os.path.join(folder, "best.msgpack")

@@ -53,6 +53,9 @@ class TrainConfig:
       final_lr_fraction: learning rate at the last step over the peak (warmup_cosine only).
       weight_decay: L2 penalty λ on every weight array (not biases or encoder biases): the
         gradient of (λ/2)·‖w‖² is added before clipping and Adam. 0 disables it.
+      weight_decay_scales: ((path, scale), ...): the penalty of every weight array whose path
+        contains ``path`` is ``scale`` × λ (0 exempts it), e.g.
+        (("network/recurrent_weights", 0),) regularises the stimulus pathway only.
       clip_norm: gradient clipping threshold (1.0 as the official code).
       clip_mode: "per_variable" clips each parameter array's gradient to ``clip_norm`` (what
         the official code's Keras ``Adam(clipnorm=...)`` does in TF 2.3); "global" clips the
@@ -70,6 +73,11 @@ class TrainConfig:
         multiplied by ``scale`` (0 freezes it). Adam moves each weight by about the learning
         rate per step whatever its size, so small, smooth weights such as the retina's
         300-tap temporal filters are turned into noise at the rate the readout needs.
+      average_steps: evaluate, select and return an exponential moving average of the
+        parameters over about this many steps (decay 1 − 1/average_steps, debiased as Adam's
+        moments) instead of the latest ones; 0 turns it off. Averaging the iterates
+        (Polyak–Ruppert) cancels most of the noise that stochastic spikes and batches put into
+        each step, which the learning rate alone only trades against speed.
       adam_epsilon: where Adam's ε = 1e-7 enters. "optax" (``optax.adam``): after the bias
         correction, ``m̂ / (sqrt(v̂) + ε)``. "keras": as TF 2.3 Keras ``Adam``, which the
         official code uses, ε is added to the square root of the *uncorrected* v and the
@@ -83,6 +91,7 @@ class TrainConfig:
     warmup_steps: int = 0
     final_lr_fraction: float = 0.1
     weight_decay: float = 0.0
+    weight_decay_scales: tuple = ()
     clip_norm: float = 1.0
     clip_mode: str = "per_variable"
     eval_every: int = 50
@@ -93,6 +102,7 @@ class TrainConfig:
     seed: int = 0
     remat: bool = False
     learning_rate_scales: tuple = ()
+    average_steps: int = 0
     adam_epsilon: str = "optax"
 
     def __post_init__(self):
@@ -110,7 +120,7 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 flag = "steps" if name == "num_steps" else name
                 raise ValueError(f"--{flag}={getattr(self, name)}: must be >= 1")
-        for name in ("warmup_steps", "weight_decay"):
+        for name in ("warmup_steps", "weight_decay", "average_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name}={getattr(self, name)}: must be >= 0")
         if not 0 <= self.final_lr_fraction <= 1:
@@ -120,9 +130,10 @@ class TrainConfig:
                 raise ValueError(f"--{name}={getattr(self, name)}: must be > 0")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"--patience={self.patience}: must be >= 1 (None: never stop)")
-        for path, scale in self.learning_rate_scales:
-            if not scale >= 0:
-                raise ValueError(f"--learning_rate_scales: {path!r} has scale {scale} < 0")
+        for name in ("learning_rate_scales", "weight_decay_scales"):
+            for path, scale in getattr(self, name):
+                if not scale >= 0:
+                    raise ValueError(f"--{name}: {path!r} has scale {scale} < 0")
 
 
 class TrainState(NamedTuple):
@@ -185,13 +196,32 @@ def make_schedule(config: TrainConfig) -> optax.Schedule:
     )
 
 
-def _is_weight(path, leaf) -> bool:
-    """Weight arrays (matrices, kernels) get the L2 penalty; biases (1-D) do not."""
-    return jnp.ndim(leaf) >= 2
-
-
 def _path_name(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _path_scale(scales: tuple, name: str) -> float:
+    """The scale of the first ``(path, scale)`` whose path is in ``name`` (1 when none is)."""
+    return next((s for p, s in scales if p in name), 1.0)
+
+
+def weight_decay_scale(config: TrainConfig, name: str) -> float:
+    """The factor of ``config.weight_decay`` on the parameter at path ``name``."""
+    return _path_scale(tuple(config.weight_decay_scales), name)
+
+
+def _add_weight_decay(rate: float, scales: tuple) -> optax.GradientTransformation:
+    """Adds the gradient ``rate · scale · w`` of the L2 penalty to every weight array
+    (matrices, kernels; biases, 1-D, are not penalised)."""
+
+    def add(path, update, param):
+        if jnp.ndim(param) < 2:
+            return update
+        return update + rate * _path_scale(scales, _path_name(path)) * param
+
+    return optax.stateless(
+        lambda updates, params: jax.tree_util.tree_map_with_path(add, updates, params)
+    )
 
 
 def _scale_by_path(scales: tuple) -> optax.GradientTransformation:
@@ -199,9 +229,7 @@ def _scale_by_path(scales: tuple) -> optax.GradientTransformation:
     the parameter's path (1 when none is)."""
 
     def scale(path, update):
-        name = _path_name(path)
-        factor = next((s for p, s in scales if p in name), 1.0)
-        return update * factor
+        return update * _path_scale(scales, _path_name(path))
 
     return optax.stateless(
         lambda updates, params=None: jax.tree_util.tree_map_with_path(scale, updates)
@@ -260,10 +288,55 @@ def scale_by_keras_adam(
     return optax.GradientTransformation(init, update)
 
 
+class ParameterAverageState(NamedTuple):
+    """State of ``average_parameters``: steps averaged (int32 []) and the undebiased average."""
+
+    count: jax.Array
+    average: Any
+
+
+def average_parameters(decay: float) -> optax.GradientTransformation:
+    """Keeps an exponential moving average of the parameters *after* each update; passes the
+    updates through unchanged. Put it last in a chain, so that it sees the final updates.
+
+    ``average ← decay · average + (1 − decay) · (params + updates)`` from zeros;
+    ``averaged_params`` divides by ``1 − decay^count`` (Adam's debiasing), which makes it the
+    exactly normalised weighted mean of the iterates since the first step.
+    """
+
+    def init(params):
+        return ParameterAverageState(
+            count=jnp.zeros([], jnp.int32), average=jax.tree.map(jnp.zeros_like, params)
+        )
+
+    def update(updates, state, params=None):
+        new = optax.apply_updates(params, updates)
+        average = jax.tree.map(lambda a, p: decay * a + (1 - decay) * p, state.average, new)
+        return updates, ParameterAverageState(optax.safe_int32_increment(state.count), average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def averaged_params(state: TrainState, config: TrainConfig) -> model_lib.ModelParams:
+    """The parameters a run evaluates: the debiased moving average of ``average_parameters``
+    when ``config.average_steps`` is on and a step was taken, else ``state.params``."""
+    if not config.average_steps:
+        return state.params
+    average_state = state.opt_state[-1]  # ``make_optimizer`` puts the average last
+    count = average_state.count.astype(jnp.float32)
+    correction = 1 - (1 - 1 / config.average_steps) ** count
+    return jax.tree.map(
+        lambda a, p: jnp.where(count > 0, a / jnp.maximum(correction, 1e-30), p),
+        average_state.average,
+        state.params,
+    )
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """Adam (ε = 1e-7 as Keras, placed as ``TrainConfig.adam_epsilon`` says) after the L2
     gradient and gradient clipping (see ``TrainConfig.clip_mode``), with the step size of
-    ``make_schedule`` times ``TrainConfig.learning_rate_scales``."""
+    ``make_schedule`` times ``TrainConfig.learning_rate_scales``, then the parameter average
+    of ``TrainConfig.average_steps``."""
     clip = (
         _clip_each(config.clip_norm)
         if config.clip_mode == "per_variable"
@@ -272,8 +345,7 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     parts = []
     if config.weight_decay:
         # Added to the gradient (an L2 penalty on the loss), not decoupled as in AdamW.
-        mask = lambda params: jax.tree_util.tree_map_with_path(_is_weight, params)  # noqa: E731
-        parts.append(optax.add_decayed_weights(config.weight_decay, mask))
+        parts.append(_add_weight_decay(config.weight_decay, tuple(config.weight_decay_scales)))
     if config.adam_epsilon == "keras":
         adam = optax.chain(
             scale_by_keras_adam(eps=1e-7), optax.scale_by_learning_rate(make_schedule(config))
@@ -283,6 +355,8 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     parts += [clip, adam]
     if config.learning_rate_scales:
         parts.append(_scale_by_path(tuple(config.learning_rate_scales)))
+    if config.average_steps:
+        parts.append(average_parameters(1 - 1 / config.average_steps))
     return optax.chain(*parts)
 
 
@@ -452,7 +526,8 @@ class FitResult:
     Attributes:
       state: the final train state (latest parameters).
       best_params: parameters with the lowest validation loss (the latest ones when no
-        validation batch was given).
+        validation batch was given); with ``average_steps`` the parameter average of that
+        step (``averaged_params``), which is also what validation scored.
       best_validation: that loss (inf if never evaluated).
       best_step: the step of ``best_params``.
       history: one dict per evaluation (also written to ``metrics.jsonl``).
@@ -710,10 +785,10 @@ def fit(
         best.validation = info["best_validation"]
         log(f"resumed from {checkpoints.path('latest')} at step {int(state.step)}")
     state, validation = _place_for_mesh(state, validation, mesh)
-    best.params = jax.tree.map(jnp.copy, state.params)
+    best.params = jax.tree.map(jnp.copy, averaged_params(state, config))
     restored = checkpoints.restore("best", state) if resume else None
     if restored:
-        best.params, best.step = restored[0].params, int(restored[0].step)
+        best.params, best.step = averaged_params(restored[0], config), int(restored[0].step)
     history: list[dict] = []
     start_step = int(state.step)
     loop = _Loop(config, objective, validation, eval_step, checkpoints, metrics, best, log)
@@ -735,7 +810,7 @@ def fit(
             if loop.after_step(state, _floats(terms), history, signals.requested):
                 break
     if validation is None:
-        best.params, best.step = state.params, int(state.step)
+        best.params, best.step = averaged_params(state, config), int(state.step)
     convergence = convergence_report(
         history,
         best_step=best.step,
@@ -806,8 +881,9 @@ class _Loop:
 
     def validate(self, state: TrainState, terms: dict, done: int) -> dict:
         """Evaluates the validation batch, logs it and keeps the best model."""
+        params = averaged_params(state, self.config)
         values = _floats(
-            self.eval_step(state.params, self.objective, self.validation, self.validation_key)
+            self.eval_step(params, self.objective, self.validation, self.validation_key)
         )
         record = {
             "step": done,
@@ -822,7 +898,7 @@ class _Loop:
                 f"validation loss is NaN/inf at step {done}; the last good checkpoint "
                 f"{self.checkpoints.path('latest')} is intact"
             )
-        if self.best.update(values["total"], done, state.params):
+        if self.best.update(values["total"], done, params):
             self.checkpoints.save("best", state, done, self.best.validation)
         self.log(
             f"  validation at step {done}: total={values['total']:.5g} "

@@ -28,12 +28,14 @@ def clamped_nll(
     features,
     spikes,
     history,
-    l2: float = 0.0,
+    input_l2: float = 0.0,
+    recurrent_l2: float = 0.0,
     coupling_l2: float = 0.0,
 ):
     """Mean negative log-likelihood per bin and neuron of the clamped network (eq. 3), plus
-    (l2/2) times the squared norm of W_in and W_rec, plus (coupling_l2/2) times that of the
-    couplings between different neurons (W_rec without its self-history diagonal).
+    (input_l2/2)·‖W_in‖², (recurrent_l2/2)·‖W_rec‖² and (coupling_l2/2) times the squared
+    norm of the couplings between different neurons (W_rec without its self-history
+    diagonal).
 
     Args:
       net_params: ``network.NetworkParams``.
@@ -53,10 +55,13 @@ def clamped_nll(
     # −log p(z | logit) = softplus(logit) − z · logit, stable for any logit.
     nll = jnp.mean(jax.nn.softplus(logits) - spikes * logits)
     recurrent = net_params.recurrent_weights
-    penalty = jnp.sum(net_params.input_weights**2) + jnp.sum(recurrent**2)
     between = 1.0 - jnp.eye(recurrent.shape[-1], dtype=recurrent.dtype)
-    couplings = jnp.sum((recurrent * between) ** 2)
-    return nll + 0.5 * l2 * penalty + 0.5 * coupling_l2 * couplings
+    penalty = (
+        input_l2 * jnp.sum(net_params.input_weights**2)
+        + recurrent_l2 * jnp.sum(recurrent**2)
+        + coupling_l2 * jnp.sum((recurrent * between) ** 2)
+    )
+    return nll + 0.5 * penalty
 
 
 def solve_readout(
@@ -64,7 +69,8 @@ def solve_readout(
     model: model_lib.Model,
     batch,
     num_iterations: int = 100,
-    l2: float = 0.0,
+    input_l2: float = 0.0,
+    recurrent_l2: float = 0.0,
     coupling_l2: float = 0.0,
 ) -> tuple[model_lib.ModelParams, list[float]]:
     """Maximises the clamped likelihood over (W_in, W_rec, b) with the encoder fixed.
@@ -75,7 +81,7 @@ def solve_readout(
       batch: the training data as one batch (``stimulus``, ``spikes`` [K, T, N],
         ``history``).
       num_iterations: L-BFGS iterations.
-      l2: L2 penalty on W_in and W_rec (the penalty of ``clamped_nll``).
+      input_l2, recurrent_l2: L2 penalties on W_in and W_rec (those of ``clamped_nll``).
       coupling_l2: L2 penalty on the couplings between neurons only. The 24 × 25 × 25
         couplings of the retina network overfit a few tens of thousands of training bins;
         penalising the self-history as well weakens the refractoriness, and the free-running
@@ -101,7 +107,9 @@ def solve_readout(
     history = None if batch.history is None else jnp.asarray(batch.history, jnp.float32)
 
     def objective(net):
-        return clamped_nll(net, model, features, spikes, history, l2, coupling_l2)
+        return clamped_nll(
+            net, model, features, spikes, history, input_l2, recurrent_l2, coupling_l2
+        )
 
     solver = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(objective)

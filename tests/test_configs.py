@@ -30,6 +30,8 @@ def test_json_round_trip_nested_and_from_the_flat_layout():
         conv_features=(8, 16),
         clamp_until=75,
         learning_rate_scales=(("encoder", 0.5),),
+        weight_decay_scales=(("network/recurrent_weights", 0.0),),
+        average_steps=100,
         eval_trials=7,
     )
     nested = json.loads(json.dumps(dataclasses.asdict(config)))

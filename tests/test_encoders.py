@@ -133,7 +133,53 @@ def test_spatial_cnn_equals_flax_layers_with_gradients():
     jax.tree.map(np.testing.assert_array_equal, variables, reference)  # same init, same tree
     out, our_vjp = jax.vjp(lambda v, x: ours.apply(v, x), variables, x)
     expected, ref_vjp = jax.vjp(lambda v, x: _FlaxSpatialCNN().apply(v, x), variables, x)
-    np.testing.assert_array_equal(out, expected)
+    # 9×9 images: on CPU both layers run as matmuls (conv_small_as_matmul), float32 round-off.
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
     cotangent = jnp.asarray(np.random.default_rng(1).normal(size=out.shape).astype(np.float32))
     for got, want in zip(jax.tree.leaves(our_vjp(cotangent)), jax.tree.leaves(ref_vjp(cotangent))):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+@pytest.mark.parametrize("padding", ["SAME", "VALID", ((2, 1), (0, 3))])
+def test_small_convolution_as_matmul_equals_lax_with_gradients(padding):
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(5, 8, 8, 3)).astype(np.float32))
+    k = jnp.asarray(rng.normal(size=(7, 7, 3, 4)).astype(np.float32))
+
+    def lax_conv(x, k):
+        return jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=_NHWC)
+
+    def ours(x, k):
+        return encoders.conv_small_as_matmul(x, k, (1, 1), padding, dimension_numbers=_NHWC)
+
+    out, our_vjp = jax.vjp(ours, x, k)
+    expected, ref_vjp = jax.vjp(lax_conv, x, k)
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    cotangent = jnp.asarray(rng.normal(size=out.shape).astype(np.float32))
+    for got, want in zip(our_vjp(cotangent), ref_vjp(cotangent)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    # The dense matrix is what ran: its product reproduces the output (not lax's fallback).
+    pads = (
+        jax.lax.padtype_to_pads((8, 8), (7, 7), (1, 1), padding)
+        if isinstance(padding, str)
+        else padding
+    )
+    matrix = encoders._dense_conv_matrix(k, (8, 8), pads)
+    np.testing.assert_array_equal(out.reshape(5, -1), x.reshape(5, -1) @ matrix)
+
+
+def test_large_or_strided_convolutions_fall_back_to_lax():
+    rng = np.random.default_rng(1)
+    k = jnp.asarray(rng.normal(size=(7, 7, 3, 4)).astype(np.float32))
+    for x, strides in (
+        (rng.normal(size=(2, 27, 27, 3)), (1, 1)),
+        (rng.normal(size=(2, 8, 8, 3)), (2, 2)),
+    ):
+        x = jnp.asarray(x.astype(np.float32))
+        out = encoders.conv_small_as_matmul(x, k, strides, "SAME", dimension_numbers=_NHWC)
+        expected = jax.lax.conv_general_dilated(x, k, strides, "SAME", dimension_numbers=_NHWC)
+        np.testing.assert_array_equal(out, expected)

@@ -137,6 +137,8 @@ def test_experiment_module_writes_config_metrics_report_and_figures(module, data
         ),
         ("retina", "--clamp_until=90", "--clamp_until"),
         ("v1", "--conv_features=a,b", "--conv_features"),
+        ("v1", "--weight_decay_scales=encoder", "--weight_decay_scales: 'encoder' is not PATH"),
+        ("v1", "--average_steps=-1", "--average_steps=-1: must be >= 0"),
     ],
 )
 def test_bad_flags_fail_with_a_message_naming_the_flag(module, flag, message):

@@ -294,9 +294,7 @@ def test_weight_decay_adds_l2_gradient_to_weights_only():
     params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}
     zero = jax.tree.map(jnp.zeros_like, params)
     config = train.TrainConfig(weight_decay=0.5, clip_norm=1e9)
-    decay = optax.add_decayed_weights(
-        0.5, lambda p: jax.tree_util.tree_map_with_path(train._is_weight, p)
-    )
+    decay = train._add_weight_decay(0.5, ())
     updates, _ = decay.update(zero, decay.init(params), params)
     np.testing.assert_array_equal(updates["kernel"], 0.5 * np.ones((2, 2)))
     np.testing.assert_array_equal(updates["bias"], np.zeros(2))
@@ -304,6 +302,27 @@ def test_weight_decay_adds_l2_gradient_to_weights_only():
     optimizer = train.make_optimizer(config)
     updates, _ = optimizer.update(zero, optimizer.init(params), params)
     assert np.all(np.asarray(updates["kernel"]) < 0) and np.all(np.asarray(updates["bias"]) == 0)
+
+
+def test_weight_decay_scales_exempt_or_scale_matching_weights():
+    params = {
+        "network": {
+            "recurrent_weights": jnp.full((2, 2, 2), 2.0),
+            "input_weights": jnp.ones((3, 2)),
+        },
+        "encoder": {"kernel": jnp.ones((2, 2))},
+    }
+    zero = jax.tree.map(jnp.zeros_like, params)
+    decay = train._add_weight_decay(0.5, (("recurrent", 0.0), ("encoder", 0.1)))
+    updates, _ = decay.update(zero, decay.init(params), params)
+    np.testing.assert_array_equal(updates["network"]["recurrent_weights"], 0.0)
+    np.testing.assert_array_equal(updates["network"]["input_weights"], 0.5)
+    np.testing.assert_allclose(updates["encoder"]["kernel"], 0.05, rtol=1e-6)
+    config = train.TrainConfig(weight_decay=0.5, weight_decay_scales=(("recurrent", 0.0),))
+    assert train.weight_decay_scale(config, "network/recurrent_weights") == 0.0
+    assert train.weight_decay_scale(config, "network/input_weights") == 1.0
+    with pytest.raises(ValueError, match="--weight_decay_scales: 'x' has scale -1"):
+        train.TrainConfig(weight_decay_scales=(("x", -1.0),))
 
 
 def test_learning_rate_scales_multiply_the_step_of_matching_parameters():
@@ -391,3 +410,48 @@ def test_keras_adam_epsilon_reproduces_the_tf_formula_over_two_steps():
     assert np.max(np.abs(plain[0] - expected[0])) > 1e-5
     with pytest.raises(ValueError, match="adam_epsilon"):
         train.TrainConfig(adam_epsilon="tf")
+
+
+def test_parameter_average_is_the_normalised_weighted_mean_of_the_iterates():
+    config = train.TrainConfig(learning_rate=0.1, average_steps=4)
+    params = {"w": jnp.zeros((2, 3)), "b": jnp.ones(3)}
+    optimizer = train.make_optimizer(config)
+    state = train.init_train_state(params, optimizer)
+    np.testing.assert_array_equal(train.averaged_params(state, config)["w"], 0.0)  # no step yet
+    rng = np.random.default_rng(0)
+    iterates = []
+    for step in range(5):
+        grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), jnp.float32), params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        state = train.TrainState(optax.apply_updates(state.params, updates), opt_state, step + 1)
+        iterates.append(jax.tree.map(np.asarray, state.params))
+    decay = 1 - 1 / 4
+    weights = np.array([(1 - decay) * decay ** (4 - i) for i in range(5)])
+    weights /= 1 - decay**5  # every weight, not only the last few, counts
+    averaged = train.averaged_params(state, config)
+    for name in params:
+        expected = sum(w * it[name] for w, it in zip(weights, iterates))
+        np.testing.assert_allclose(averaged[name], expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(averaged[name], iterates[-1][name])
+
+
+def test_fit_with_average_validates_and_returns_the_average_and_resumes_it(tmp_path):
+    result = _fit(tmp_path / "a", 6, average_steps=3)
+    config = train.TrainConfig(average_steps=3, learning_rate=1e-2)
+    template = train.init_train_state(result.state.params, train.make_optimizer(config))
+    best, _ = train.load_checkpoint(str(tmp_path / "a" / "checkpoints" / "best.msgpack"), template)
+    assert int(best.step) == result.best_step
+    for x, y in zip(
+        jax.tree.leaves(result.best_params), jax.tree.leaves(train.averaged_params(best, config))
+    ):
+        np.testing.assert_array_equal(x, y)
+    assert not all(
+        np.array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(result.best_params), jax.tree.leaves(best.params))
+    )
+    _fit(tmp_path / "b", 4, average_steps=3)  # "killed" after step 4
+    resumed = _fit(tmp_path / "b", 6, average_steps=3, resume=True)
+    for x, y in zip(jax.tree.leaves(result.state), jax.tree.leaves(resumed.state)):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(jax.tree.leaves(result.best_params), jax.tree.leaves(resumed.best_params)):
+        np.testing.assert_array_equal(x, y)

@@ -83,3 +83,22 @@ def test_coupling_penalty_spares_the_self_history():
     diagonal_only = np.zeros_like(weights)
     diagonal_only[:, np.arange(NV), np.arange(NV)] = 5.0
     assert nll(0.3, diagonal_only) == pytest.approx(nll(0.0, diagonal_only), rel=1e-6)
+
+
+def test_input_and_recurrent_penalties_are_half_l2_times_their_squared_norms():
+    m, batch, params = _problem()
+    features = model.encode(params, m, batch.stimulus)
+    net = params.network._replace(
+        input_weights=np.asarray(
+            jax.random.normal(jax.random.key(3), params.network.input_weights.shape)
+        ),
+        recurrent_weights=np.asarray(jax.random.normal(jax.random.key(4), (D, NV, NV))),
+    )
+
+    def nll(**l2):
+        return float(warm_start.clamped_nll(net, m, features, batch.spikes, batch.history, **l2))
+
+    w_in = float(np.sum(np.asarray(net.input_weights, np.float64) ** 2))
+    w_rec = float(np.sum(np.asarray(net.recurrent_weights, np.float64) ** 2))
+    assert nll(input_l2=0.2) - nll() == pytest.approx(0.5 * 0.2 * w_in, rel=1e-4)
+    assert nll(recurrent_l2=0.3) - nll() == pytest.approx(0.5 * 0.3 * w_rec, rel=1e-4)

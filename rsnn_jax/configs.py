@@ -219,12 +219,8 @@ FLAT_NAMES = {
     },
     **_RENAMED,
 }
-_TUPLES = {
-    "weights",
-    "conv_features",
-    "learning_rate_scales",
-    "weight_decay_scales",
-}  # JSON lists back to tuples
+# Settings that JSON stores as lists and the configs hold as tuples.
+_TUPLES = {"weights", "conv_features", "learning_rate_scales", "weight_decay_scales"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -186,6 +186,32 @@ def _dense_conv_matrix(rhs: jax.Array, in_hw: tuple, pads) -> jax.Array:
     return taps.transpose(0, 2, 4, 1, 3, 5).reshape(h * w * rhs.shape[2], -1)
 
 
+def _matmul_pads(lhs, rhs, window_strides, padding, kwargs):
+    """The explicit pads ((lo, hi), (lo, hi)) when ``conv_small_as_matmul`` takes the
+    matmul path, else None: CPU, a plain stride-1 NHWC/HWIO 2-D convolution, small images."""
+    plain = all(
+        kwargs.get(name) in (None, 1, (1, 1))
+        for name in ("lhs_dilation", "rhs_dilation", "feature_group_count", "batch_group_count")
+    )
+    if jax.default_backend() != "cpu" or lhs.ndim != 4 or not plain:
+        return None
+    numbers = kwargs.get("dimension_numbers") or ("NHWC", "HWIO", "NHWC")
+    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    if tuple(window_strides) != (1, 1) or (
+        lax.conv_dimension_numbers(lhs.shape, rhs.shape, numbers) != nhwc
+    ):
+        return None
+    (h, w), (kh, kw, c_in, c_out) = lhs.shape[1:3], rhs.shape
+    pads = (
+        lax.padtype_to_pads((h, w), (kh, kw), (1, 1), padding)
+        if isinstance(padding, str)
+        else padding
+    )
+    outputs = (h + sum(pads[0]) - kh + 1) * (w + sum(pads[1]) - kw + 1)
+    small = h * w <= 2 * kh * kw and h * w * c_in * outputs * c_out <= _MAX_DENSE_ENTRIES
+    return pads if small else None
+
+
 def conv_small_as_matmul(lhs, rhs, window_strides, padding, *, fallback=None, **kwargs):
     """``lax.conv_general_dilated`` (same signature and values) that computes a stride-1
     NHWC/HWIO convolution of *small* images on CPU as one matmul with its dense matrix
@@ -195,32 +221,14 @@ def conv_small_as_matmul(lhs, rhs, window_strides, padding, *, fallback=None, **
     forward+backward 93 ms against 190 ms. Anything else (other layouts, strides,
     dilations, groups, larger images, other backends) goes to ``fallback`` (default
     ``lax.conv_general_dilated``)."""
-    fallback = fallback or lax.conv_general_dilated
-    plain = all(
-        kwargs.get(name) in (None, 1, (1, 1))
-        for name in ("lhs_dilation", "rhs_dilation", "feature_group_count", "batch_group_count")
-    )
-    nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-    if lhs.ndim != 4 or not plain or tuple(window_strides) != (1, 1):
-        return fallback(lhs, rhs, window_strides, padding, **kwargs)
-    numbers = kwargs.get("dimension_numbers")
-    if numbers is not None and lax.conv_dimension_numbers(lhs.shape, rhs.shape, numbers) != nhwc:
-        return fallback(lhs, rhs, window_strides, padding, **kwargs)
+    pads = _matmul_pads(lhs, rhs, window_strides, padding, kwargs)
+    if pads is None:
+        return (fallback or lax.conv_general_dilated)(lhs, rhs, window_strides, padding, **kwargs)
     (h, w), (kh, kw) = lhs.shape[1:3], rhs.shape[:2]
-    pads = (
-        lax.padtype_to_pads((h, w), (kh, kw), (1, 1), padding)
-        if isinstance(padding, str)
-        else padding
-    )
-    ho, wo = h + sum(pads[0]) - kh + 1, w + sum(pads[1]) - kw + 1
-    small = (
-        h * w <= 2 * kh * kw and h * w * rhs.shape[2] * ho * wo * rhs.shape[3] <= _MAX_DENSE_ENTRIES
-    )
-    if jax.default_backend() != "cpu" or not small:
-        return fallback(lhs, rhs, window_strides, padding, **kwargs)
     matrix = _dense_conv_matrix(rhs, (h, w), pads)
     out = lhs.reshape(lhs.shape[0], -1) @ matrix
-    return out.reshape(lhs.shape[0], ho, wo, rhs.shape[3])
+    shape = (h + sum(pads[0]) - kh + 1, w + sum(pads[1]) - kw + 1, rhs.shape[3])
+    return out.reshape(lhs.shape[0], *shape)
 
 
 class SpatialCNN(nn.Module):

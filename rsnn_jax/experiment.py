@@ -477,14 +477,17 @@ def _warm_start(config, data, model, params, log) -> model_lib.ModelParams:
             batch.history,
         )
     )
+
+    def l2(path):  # the training run's L2 penalty on that weight array
+        return config.train.weight_decay * train.weight_decay_scale(config.train, path)
+
     params, values = warm_start.solve_readout(
         params,
         model,
         batch,
         config.start.warm_start_iterations,
-        config.train.weight_decay * train.weight_decay_scale(config.train, "network/input_weights"),
-        config.train.weight_decay
-        * train.weight_decay_scale(config.train, "network/recurrent_weights"),
+        l2("network/input_weights"),
+        l2("network/recurrent_weights"),
         config.start.warm_start_coupling_l2,
     )
     log(
